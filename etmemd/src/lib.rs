@@ -1,0 +1,1 @@
+//! The etmem-rs daemon and CLI.

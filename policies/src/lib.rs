@@ -1,0 +1,1 @@
+//! Policies: classify snapshots, evaluate schemes, quotas and watermarks.

@@ -1,0 +1,1 @@
+//! Actions on memory and swap devices.
