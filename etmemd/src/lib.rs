@@ -1,1 +1,13 @@
-//! The etmem-rs daemon and CLI.
+//! The etmem-rs daemon (`etmemd`) and its CLI (`etmem`): the socket protocol,
+//! the project registry, engine scheduling, state, and human output.
+
+pub mod client;
+pub mod config_file;
+pub mod daemon;
+pub mod engine;
+pub mod protocol;
+pub mod registry;
+pub mod render;
+pub mod runtime;
+pub mod server;
+pub mod state;

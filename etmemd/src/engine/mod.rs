@@ -1,0 +1,86 @@
+//! The engine interface: what the registry drives. An engine instance serves
+//! one engine of one started project; it starts and stops tasks and reports
+//! their snapshots and figures.
+
+pub mod test_engine;
+
+use crate::protocol::TaskStats;
+use damon_core::Snapshot;
+
+/// One running engine of a started project.
+pub trait Engine: Send {
+    /// Start monitoring (and acting on) a task. Called at project start for
+    /// every task, and when a task is added to a started project.
+    fn start_task(&mut self, task: &conf::Task) -> Result<(), EngineError>;
+
+    /// Stop a task; a no-op when it does not run.
+    fn stop_task(&mut self, task: &str);
+
+    /// Figures for `project show`; `None` when the task does not run.
+    fn task_stats(&self, task: &str) -> Option<TaskStats>;
+
+    /// The latest snapshot of each process of the task, by pid.
+    fn snapshots(&self, task: &str) -> Vec<(u32, Snapshot)>;
+
+    /// An engine command (`etmem engine CMD`); `Ok` holds the text to print.
+    fn command(&mut self, cmd: &str, task: Option<&str>) -> Result<String, EngineError>;
+
+    /// Stop every task. The registry calls it before dropping the engine.
+    fn stop(&mut self);
+}
+
+/// Builds engine instances when a project starts.
+pub trait EngineFactory: Send + Sync {
+    fn create(&self, project: &conf::Project, engine: &conf::Engine) -> Result<Box<dyn Engine>, EngineError>;
+}
+
+/// Why an engine could not start or serve a request.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("engine {kind} is not in this build of etmemd")]
+    NotInBuild { kind: String },
+    #[error("engine {kind} cannot run here: {reason}")]
+    Unsupported { kind: String, reason: String },
+    #[error("task {task}: {reason}")]
+    Task { task: String, reason: String },
+    #[error("engine {engine} has no command {cmd:?}; it knows: {known}")]
+    UnknownCommand { engine: String, cmd: String, known: String },
+    #[error("task {task} is not running in this engine")]
+    TaskNotRunning { task: String },
+}
+
+/// The name a kind has in messages and in `project show`.
+pub fn kind_name(kind: &conf::EngineKind) -> &'static str {
+    match kind {
+        conf::EngineKind::Page(_) => "page",
+        conf::EngineKind::Cslide(_) => "cslide",
+        conf::EngineKind::Region(_) => "region",
+        conf::EngineKind::KernelDamon(_) => "kernel-damon",
+        conf::EngineKind::Psi => "psi",
+        conf::EngineKind::Memdcd => "memdcd",
+        conf::EngineKind::Thirdparty(_) => "thirdparty",
+    }
+}
+
+/// The engines this build has.
+#[derive(Debug, Default)]
+pub struct BuiltinEngines;
+
+impl EngineFactory for BuiltinEngines {
+    fn create(
+        &self,
+        _project: &conf::Project,
+        engine: &conf::Engine,
+    ) -> Result<Box<dyn Engine>, EngineError> {
+        match &engine.kind {
+            conf::EngineKind::Thirdparty(t) => Err(EngineError::Unsupported {
+                kind: "thirdparty".into(),
+                reason: format!(
+                    "key libname: etmem-rs does not load engine libraries ({}); use a built-in engine",
+                    t.libname.display()
+                ),
+            }),
+            other => Err(EngineError::NotInBuild { kind: kind_name(other).to_string() }),
+        }
+    }
+}
