@@ -1,12 +1,117 @@
 //! The validated configuration model every other crate consumes.
 //! Parsers (TOML, etmem INI, scheme one-liners) produce these types; nothing here does I/O.
+//!
+//! The serde derives are for the daemon's state files and JSON output;
+//! deserializing does not validate, so user input goes through [`crate::parse`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Longest project, engine or task name, as etmem (`MAX_OBJ_NAME_LEN`).
 pub const MAX_NAME_LEN: usize = 64;
+
+/// Largest config file accepted, as etmem (`MAX_CONFIG_FILE_SIZE`).
+pub const MAX_CONFIG_BYTES: usize = 10 << 20;
+/// Longest process name a task can match (the kernel's comm is 16 bytes with the NUL).
+pub const MAX_PROCESS_NAME_LEN: usize = 15;
+
+// Defaults. The native TOML format uses these for keys left out; `docs/config.md`
+// prints them. etmem INI files have no defaults for most keys (etmem requires them).
+
+/// DAMON's sampling interval (kernel and damo default).
+pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(5);
+/// DAMON's aggregation interval (kernel and damo default).
+pub const DEFAULT_AGGR_INTERVAL: Duration = Duration::from_millis(100);
+/// Regions/target update interval (damo's 1 s; the kernel's own default is 60 s).
+pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
+/// DAMON's default minimum number of regions.
+pub const DEFAULT_MIN_NR_REGIONS: u32 = 10;
+/// DAMON's default maximum number of regions.
+pub const DEFAULT_MAX_NR_REGIONS: u32 = 1000;
+/// DAMON's lower bound for `min_nr_regions` (`damon_set_attrs`, etmem's check).
+pub const MIN_NR_REGIONS_FLOOR: u32 = 3;
+/// Interval auto-tuning target, basis points of the possible access events (DAMON_STAT's 4 %).
+pub const DEFAULT_AUTOTUNE_ACCESS_BP: u32 = 400;
+/// Aggregations between two interval tunings.
+pub const DEFAULT_AUTOTUNE_AGGRS: u32 = 3;
+/// Lower bound for the tuned sample interval.
+pub const DEFAULT_AUTOTUNE_MIN_SAMPLE: Duration = Duration::from_millis(5);
+/// Upper bound for the tuned sample interval.
+pub const DEFAULT_AUTOTUNE_MAX_SAMPLE: Duration = Duration::from_secs(10);
+
+/// Page scans per round (etmem `loop`).
+pub const DEFAULT_PAGE_LOOPS: u32 = 3;
+/// Sleep after each page scan (etmem `sleep`).
+pub const DEFAULT_PAGE_SLEEP: Duration = Duration::from_secs(1);
+/// Idle time between rounds (etmem `interval`).
+pub const DEFAULT_PAGE_INTERVAL: Duration = Duration::from_secs(10);
+/// etmem's largest `loop`.
+pub const MAX_PAGE_LOOPS: u32 = 120;
+/// etmem's largest `sleep` and `interval`.
+pub const MAX_PAGE_SLEEP: Duration = Duration::from_secs(1200);
+/// Per-page score of a dirty page in one scan (idle 0, read 1, dirty 3).
+pub const PAGE_DIRTY_WEIGHT: u32 = 3;
+
+/// Hot when the access count reaches 50 % of the engine's maximum (DAMON_LRU_SORT's 500 permil).
+pub const DEFAULT_HOT_MIN_ACCESSES: AccessBound = AccessBound::Bp(5000);
+/// Hot regions qualify at once.
+pub const DEFAULT_HOT_MIN_AGE: Duration = Duration::ZERO;
+/// Cold means not accessed at all.
+pub const DEFAULT_COLD_MAX_ACCESSES: AccessBound = AccessBound::Count(0);
+/// Cold after 120 s without access (DAMON_RECLAIM, DAMON_LRU_SORT, Google far memory).
+pub const DEFAULT_COLD_MIN_AGE: Duration = Duration::from_secs(120);
+/// Hot ranges become THP candidates after this long.
+pub const DEFAULT_THP_MIN_AGE: Duration = Duration::from_secs(10);
+/// One x86-64 PMD huge page.
+pub const THP_SIZE_BYTES: u64 = 2 << 20;
+/// Smallest THP candidate.
+pub const DEFAULT_THP_MIN_SIZE_BYTES: u64 = THP_SIZE_BYTES;
+/// Cold memory is paged out (to zram or a swap file) unless said otherwise.
+pub const DEFAULT_COLD_ACTION: Option<Action> = Some(Action::Pageout);
+
+/// DAMOS quota charge window.
+pub const DEFAULT_QUOTA_RESET_INTERVAL: Duration = Duration::from_secs(1);
+/// Quota prioritisation weight of region size (unused by the kernel's scorer).
+pub const DEFAULT_QUOTA_WEIGHT_SZ_PERMIL: u32 = 0;
+/// Quota prioritisation weight of the access count.
+pub const DEFAULT_QUOTA_WEIGHT_NR_ACCESSES_PERMIL: u32 = 1000;
+/// Quota prioritisation weight of the age.
+pub const DEFAULT_QUOTA_WEIGHT_AGE_PERMIL: u32 = 1000;
+
+/// Watermark check interval (DAMON_RECLAIM's 5 s).
+pub const DEFAULT_WMARK_INTERVAL: Duration = Duration::from_secs(5);
+/// Deactivate above 50 % free memory (DAMON_RECLAIM).
+pub const DEFAULT_WMARK_HIGH_PERMIL: u32 = 500;
+/// Activate below 40 % free memory (DAMON_RECLAIM).
+pub const DEFAULT_WMARK_MID_PERMIL: u32 = 400;
+/// Deactivate below 20 % free memory, leaving it to the kernel (DAMON_RECLAIM).
+pub const DEFAULT_WMARK_LOW_PERMIL: u32 = 200;
+
+/// Pids scanned in parallel per task (etmem's default).
+pub const DEFAULT_MAX_THREADS: u32 = 1;
+/// Upper bound for `max_threads` (the daemon also clamps to 2 * CPUs + 1, as etmem).
+pub const MAX_MAX_THREADS: u32 = 4096;
+
+/// zram compressor every kernel with zram has.
+pub const DEFAULT_ZRAM_COMPRESSOR: &str = "lzo-rle";
+/// swapon priority of zram devices: used before swap files.
+pub const DEFAULT_ZRAM_PRIORITY: i32 = 100;
+/// swapon priority of swap files: the spill-over after zram.
+pub const DEFAULT_SWAPFILE_PRIORITY: i32 = 10;
+/// Largest swapon priority (`SWAP_FLAG_PRIO_MASK`).
+pub const MAX_SWAP_PRIORITY: i32 = 32767;
+
+/// etmem psi defaults (`etmemd_psi_fb.c`).
+pub const DEFAULT_PSI_PRESSURE: f64 = 0.1;
+pub const DEFAULT_PSI_RECLAIM_RATE: f64 = 0.05;
+pub const DEFAULT_PSI_RECLAIM_RATE_MAX: f64 = 0.5;
+pub const DEFAULT_PSI_RECLAIM_RATE_MIN: f64 = 0.01;
+pub const DEFAULT_PSI_LIMIT_MIN_BYTES: u64 = 0;
+pub const DEFAULT_PSI_LIMIT_MIN_RATIO: f64 = 0.1;
+pub const DEFAULT_PSI_RECLAIM_MAX_BYTES: u64 = 1 << 30;
 
 /// What one config file adds to (or removes from) the daemon's registry.
 ///
@@ -14,7 +119,7 @@ pub const MAX_NAME_LEN: usize = 64;
 /// `obj add` adds them in that order, `obj del` removes them in reverse.
 /// A native TOML file usually holds one whole project (project, its engine,
 /// its tasks); it may also hold only tasks for an existing project.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Objects {
     /// Where these objects were read from, for messages.
     pub format: Format,
@@ -23,8 +128,20 @@ pub struct Objects {
     pub tasks: Vec<Task>,
 }
 
+impl Objects {
+    /// The project these objects belong to: the file's own project, else
+    /// the one its engine or first task names.
+    pub fn project_name(&self) -> Option<&str> {
+        self.project
+            .as_ref()
+            .map(|p| p.name.as_str())
+            .or_else(|| self.engines.first().map(|e| e.project.as_str()))
+            .or_else(|| self.tasks.first().map(|t| t.project.as_str()))
+    }
+}
+
 /// The syntax a config file was written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Format {
     /// The native format, one TOML file per workload.
     Toml,
@@ -32,9 +149,32 @@ pub enum Format {
     EtmemIni,
 }
 
+impl Format {
+    /// The name used by `--format` and in messages: `toml` or `etmem`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Toml => "toml",
+            Format::EtmemIni => "etmem",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    /// `toml`, or `etmem` / `ini` for etmem's INI files.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "toml" => Ok(Format::Toml),
+            "etmem" | "ini" => Ok(Format::EtmemIni),
+            _ => Err(format!("unknown config format `{s}`, expected `toml` or `etmem`")),
+        }
+    }
+}
+
 /// A project: how its memory is scanned, the policy, the schemes and the
 /// swap backends. Engines and tasks refer to it by name.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Project {
     pub name: String,
     pub scan: Scan,
@@ -46,7 +186,7 @@ pub struct Project {
 }
 
 /// The scan parameters of a project (etmem keeps them on `[project]`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Scan {
     /// etmem `scan_type=page`: every page of every eligible VMA, every scan.
     Page(PageScan),
@@ -57,8 +197,19 @@ pub enum Scan {
     Psi(PsiScan),
 }
 
+impl Scan {
+    /// etmem's `scan_type` for this scan: `page`, `region` or `psi`.
+    pub fn scan_type(&self) -> &'static str {
+        match self {
+            Scan::Page(_) => "page",
+            Scan::Region(_) => "region",
+            Scan::Psi(_) => "psi",
+        }
+    }
+}
+
 /// etmem's page-scan timing, with the code's semantics (not the docs').
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PageScan {
     /// Scans per round (etmem `loop`, 1..=120).
     pub loops: u32,
@@ -68,8 +219,22 @@ pub struct PageScan {
     pub interval: Duration,
 }
 
+impl PageScan {
+    /// The highest per-page score a round can give: `3 * loops` (every scan dirty).
+    /// Hot thresholds `T` range over `0..=max_score()`.
+    pub fn max_score(&self) -> u32 {
+        self.loops.saturating_mul(PAGE_DIRTY_WEIGHT)
+    }
+}
+
+impl Default for PageScan {
+    fn default() -> Self {
+        PageScan { loops: DEFAULT_PAGE_LOOPS, sleep: DEFAULT_PAGE_SLEEP, interval: DEFAULT_PAGE_INTERVAL }
+    }
+}
+
 /// DAMON monitoring attributes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegionScan {
     pub sample_interval: Duration,
     pub aggr_interval: Duration,
@@ -80,9 +245,30 @@ pub struct RegionScan {
     pub autotune: Option<IntervalsGoal>,
 }
 
+impl RegionScan {
+    /// DAMON's `max_nr_accesses`: samples per aggregation, at least 1.
+    pub fn max_nr_accesses(&self) -> u32 {
+        let sample = self.sample_interval.as_nanos().max(1);
+        u32::try_from(self.aggr_interval.as_nanos() / sample).unwrap_or(u32::MAX).max(1)
+    }
+}
+
+impl Default for RegionScan {
+    fn default() -> Self {
+        RegionScan {
+            sample_interval: DEFAULT_SAMPLE_INTERVAL,
+            aggr_interval: DEFAULT_AGGR_INTERVAL,
+            update_interval: DEFAULT_UPDATE_INTERVAL,
+            min_nr_regions: DEFAULT_MIN_NR_REGIONS,
+            max_nr_regions: DEFAULT_MAX_NR_REGIONS,
+            autotune: None,
+        }
+    }
+}
+
 /// DAMON `intervals_goal`: tune the sample interval so that the observed
 /// access events are `access_bp` / 10000 of the possible ones.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IntervalsGoal {
     pub access_bp: u32,
     pub aggrs: u32,
@@ -90,24 +276,35 @@ pub struct IntervalsGoal {
     pub max_sample_interval: Duration,
 }
 
+impl Default for IntervalsGoal {
+    fn default() -> Self {
+        IntervalsGoal {
+            access_bp: DEFAULT_AUTOTUNE_ACCESS_BP,
+            aggrs: DEFAULT_AUTOTUNE_AGGRS,
+            min_sample_interval: DEFAULT_AUTOTUNE_MIN_SAMPLE,
+            max_sample_interval: DEFAULT_AUTOTUNE_MAX_SAMPLE,
+        }
+    }
+}
+
 /// etmem psi project parameters.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PsiScan {
     pub interval: Duration,
 }
 
 /// An engine of a project. Tasks and `etmem engine -e NAME` refer to it by `name`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Engine {
     pub project: String,
     /// The engine's name: its kind (`page`, `region`, `kernel-damon`, or
-    /// etmem's `slide`, `cslide`, `damon`, `psi`), or a thirdparty `eng_name`.
+    /// etmem's `slide`, `cslide`, `damon`, `psi`, `memdcd`), or a thirdparty `eng_name`.
     pub name: String,
     pub kind: EngineKind,
 }
 
 /// What an engine is and its own keys.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EngineKind {
     /// Page scan (etmem `slide`).
     Page(PageEngine),
@@ -124,9 +321,49 @@ pub enum EngineKind {
     /// etmem `thirdparty`: a `.so` with an `engine_ops` table. Parsed so it
     /// can be refused with a clear reason; never loaded.
     Thirdparty(ThirdpartyEngine),
+    /// etmem `memdcd`: hands scan results to the memdcd policy daemon
+    /// (userswap). Parsed so it can be refused with a clear reason.
+    Memdcd,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+impl EngineKind {
+    /// The kind's name: `page`, `cslide`, `region`, `kernel-damon`, `psi`,
+    /// `thirdparty` or `memdcd`.
+    pub fn kind_str(&self) -> &'static str {
+        match self {
+            EngineKind::Page(_) => "page",
+            EngineKind::Cslide(_) => "cslide",
+            EngineKind::Region(_) => "region",
+            EngineKind::KernelDamon(_) => "kernel-damon",
+            EngineKind::Psi => "psi",
+            EngineKind::Thirdparty(_) => "thirdparty",
+            EngineKind::Memdcd => "memdcd",
+        }
+    }
+
+    /// Schemes that come with the engine itself (etmem's `damon` engine group
+    /// carries one). The schemes in effect for an engine are its project's
+    /// `schemes` followed by these.
+    pub fn schemes(&self) -> &[Scheme] {
+        match self {
+            EngineKind::KernelDamon(k) => &k.schemes,
+            _ => &[],
+        }
+    }
+
+    /// The `scan_type`s of projects this engine can belong to.
+    pub fn scan_types(&self) -> &'static [&'static str] {
+        match self {
+            EngineKind::Page(_) | EngineKind::Cslide(_) | EngineKind::Thirdparty(_) | EngineKind::Memdcd => {
+                &["page"]
+            }
+            EngineKind::Region(_) | EngineKind::KernelDamon(_) => &["region"],
+            EngineKind::Psi => &["psi"],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PageEngine {
     pub probe: ProbeChoice,
     /// Default hot threshold T for tasks that do not set their own
@@ -136,16 +373,37 @@ pub struct PageEngine {
     pub forbid_refault: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+impl Default for PageEngine {
+    fn default() -> Self {
+        PageEngine { probe: ProbeChoice::Auto, hot_threshold: None, forbid_refault: false }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CslideEngine {
     /// (hot node, cold node) pairs; first = hot (DRAM), as etmem's code has it.
     pub node_pairs: Vec<(u32, u32)>,
     pub hot_threshold: u32,
     pub node_mig_quota_bytes: u64,
     pub node_hot_reserve_bytes: u64,
+    /// etmem's PMU-build keys (`sample_period`, `vma_updata_rate`,
+    /// `cpu_set_size`, `cooling_interval`), when the file has them.
+    pub pmu: Option<PmuSampling>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// etmem's PMU sampling keys (only meaningful in etmem's `-DENABLE_PMU=ON`
+/// build; kept so the daemon can say they have no effect here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PmuSampling {
+    pub sample_period: u64,
+    /// etmem's spelling (`vma_updata_rate`).
+    pub vma_updata_rate: u64,
+    pub cpu_set_size: u64,
+    /// cslide only: counts are halved every this many samples.
+    pub cooling_interval: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegionEngine {
     pub probe: ProbeChoice,
     /// Also monitor file-backed mappings (etmem scans anonymous and
@@ -153,21 +411,47 @@ pub struct RegionEngine {
     pub file_backed: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+impl Default for RegionEngine {
+    fn default() -> Self {
+        RegionEngine { probe: ProbeChoice::Auto, file_backed: false }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KernelDamonEngine {
     pub ops: DamonOps,
     /// Set when the engine came from an etmem `damon` engine group.
     pub from_etmem: bool,
+    /// Schemes carried by the engine itself: etmem's `damon` group holds one
+    /// (its `min_size` .. `action` keys), so that a separate engine file
+    /// brings its scheme along. Native configs put schemes on the project.
+    pub schemes: Vec<Scheme>,
+}
+
+impl Default for KernelDamonEngine {
+    fn default() -> Self {
+        KernelDamonEngine { ops: DamonOps::Vaddr, from_etmem: false, schemes: Vec::new() }
+    }
 }
 
 /// DAMON operations set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DamonOps {
     Vaddr,
     Paddr,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+impl DamonOps {
+    /// The sysfs `operations` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DamonOps::Vaddr => "vaddr",
+            DamonOps::Paddr => "paddr",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThirdpartyEngine {
     pub eng_name: String,
     pub libname: PathBuf,
@@ -176,7 +460,7 @@ pub struct ThirdpartyEngine {
 }
 
 /// Which access probe an engine uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum ProbeChoice {
     /// The best the host offers (the daemon says which it chose).
     #[default]
@@ -189,8 +473,38 @@ pub enum ProbeChoice {
     Simulated,
 }
 
+impl ProbeChoice {
+    /// Every probe, in documentation order.
+    pub const ALL: [ProbeChoice; 6] = [
+        ProbeChoice::Auto,
+        ProbeChoice::IdleBitmap,
+        ProbeChoice::EtmemIdlePages,
+        ProbeChoice::SoftDirty,
+        ProbeChoice::Refault,
+        ProbeChoice::Simulated,
+    ];
+
+    /// The config name (`auto`, `idle-bitmap`, `etmem-idle-pages`,
+    /// `soft-dirty`, `refault`, `simulated`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeChoice::Auto => "auto",
+            ProbeChoice::IdleBitmap => "idle-bitmap",
+            ProbeChoice::EtmemIdlePages => "etmem-idle-pages",
+            ProbeChoice::SoftDirty => "soft-dirty",
+            ProbeChoice::Refault => "refault",
+            ProbeChoice::Simulated => "simulated",
+        }
+    }
+
+    /// The probe with this config name.
+    pub fn from_name(name: &str) -> Option<ProbeChoice> {
+        ProbeChoice::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
 /// A task: the processes an engine watches.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub project: String,
     pub engine: String,
@@ -206,38 +520,92 @@ pub struct Task {
     pub cslide: Option<CslideTask>,
     /// psi keys, when the engine is psi.
     pub psi: Option<PsiTask>,
+    /// memdcd keys, when the engine is memdcd.
+    pub memdcd: Option<MemdcdTask>,
     /// thirdparty private keys, kept verbatim.
     pub private_keys: BTreeMap<String, String>,
 }
 
+impl Task {
+    /// A task with etmem's defaults for everything but its names and target.
+    pub fn new(project: &str, engine: &str, name: &str, target: TaskTarget) -> Task {
+        Task {
+            project: project.to_owned(),
+            engine: engine.to_owned(),
+            name: name.to_owned(),
+            target,
+            max_threads: DEFAULT_MAX_THREADS,
+            swap_flag: false,
+            page: PageTask::default(),
+            cslide: None,
+            psi: None,
+            memdcd: None,
+            private_keys: BTreeMap::new(),
+        }
+    }
+}
+
+/// etmem memdcd task keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemdcdTask {
+    /// memdcd's socket name (`Sock`); `None` = its default `@_memdcd.server`.
+    pub sock: Option<String>,
+}
+
 /// What a task names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskTarget {
     Pid(u32),
     /// A process name (comm, as `pgrep -x`); its direct children are included.
     Name(String),
-    /// A cgroup directory; every process in it.
+    /// A cgroup directory; every process in it. Relative paths are relative
+    /// to the cgroup mount (`/sys/fs/cgroup`, or its `memory` controller on v1).
     Cgroup(PathBuf),
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+impl TaskTarget {
+    /// etmem's `type` and `value` columns for this target (`project show`).
+    pub fn type_value(&self) -> (&'static str, String) {
+        match self {
+            TaskTarget::Pid(pid) => ("pid", pid.to_string()),
+            TaskTarget::Name(name) => ("name", name.clone()),
+            TaskTarget::Cgroup(path) => ("cgroup", path.display().to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for TaskTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskTarget::Pid(pid) => write!(f, "pid {pid}"),
+            TaskTarget::Name(name) => write!(f, "process {name}"),
+            TaskTarget::Cgroup(path) => write!(f, "cgroup {}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PageTask {
     /// Hot threshold T (hot when score >= T).
     pub hot_threshold: Option<u32>,
     /// Act only when the task's RSS is above this.
     pub swap_threshold_bytes: Option<u64>,
-    /// Keep this percentage of the task's memory in RAM.
+    /// Keep this percentage of the task's memory in RAM (1..=100).
+    /// Scores range over `0..=3 * loops`: anything bucketing pages by score
+    /// needs `3 * loops + 1` buckets (etmem's `loop + 1` overflows).
     pub dram_percent: Option<u8>,
+    /// etmem's PMU-build keys, when the file has them.
+    pub pmu: Option<PmuSampling>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CslideTask {
     pub vm_flags: String,
     pub anon_only: bool,
     pub ign_host: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PsiTask {
     pub cg_dir: String,
     pub pressure: f64,
@@ -249,8 +617,24 @@ pub struct PsiTask {
     pub reclaim_max_bytes: u64,
 }
 
+impl PsiTask {
+    /// etmem's defaults for a cgroup directory.
+    pub fn new(cg_dir: &str) -> PsiTask {
+        PsiTask {
+            cg_dir: cg_dir.to_owned(),
+            pressure: DEFAULT_PSI_PRESSURE,
+            reclaim_rate: DEFAULT_PSI_RECLAIM_RATE,
+            reclaim_rate_max: DEFAULT_PSI_RECLAIM_RATE_MAX,
+            reclaim_rate_min: DEFAULT_PSI_RECLAIM_RATE_MIN,
+            limit_min_bytes: DEFAULT_PSI_LIMIT_MIN_BYTES,
+            limit_min_ratio: DEFAULT_PSI_LIMIT_MIN_RATIO,
+            reclaim_max_bytes: DEFAULT_PSI_RECLAIM_MAX_BYTES,
+        }
+    }
+}
+
 /// How regions are classified and what is done with each class.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
     /// A region is hot when its access count reaches this (etmem's T,
     /// DAMON's nr_accesses).
@@ -282,10 +666,70 @@ pub struct Policy {
     /// Keep at least this share of each task's memory in RAM.
     pub keep_in_ram: Option<Percent>,
     pub quota: Quota,
+    /// etmem's `swapcache_high_wmark` / `swapcache_low_wmark`. They act
+    /// through etmem's `etmem_swap` kernel module only; kept so the daemon
+    /// can say that they have no effect without it.
+    pub swapcache: Option<SwapcacheWatermarks>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            hot_min_accesses: DEFAULT_HOT_MIN_ACCESSES,
+            hot_min_age: DEFAULT_HOT_MIN_AGE,
+            cold_max_accesses: DEFAULT_COLD_MAX_ACCESSES,
+            cold_min_age: DEFAULT_COLD_MIN_AGE,
+            thp_min_age: DEFAULT_THP_MIN_AGE,
+            thp_min_size_bytes: DEFAULT_THP_MIN_SIZE_BYTES,
+            cold_action: DEFAULT_COLD_ACTION,
+            promote_thp: false,
+            demote_thp: false,
+            prefetch_warm: false,
+            sysmem_threshold: None,
+            watermarks: None,
+            swap_threshold_bytes: None,
+            keep_in_ram: None,
+            quota: Quota::default(),
+            swapcache: None,
+        }
+    }
+}
+
+impl Policy {
+    /// The policy of an etmem `scan_type=page` project (slide): every round,
+    /// pages scoring below the task's `T` are paged out, with no age
+    /// requirement and no THP handling. The task's `T` (or the engine's)
+    /// replaces `hot_min_accesses`; cold = score `< T`.
+    pub fn etmem_slide() -> Policy {
+        Policy {
+            hot_min_accesses: AccessBound::Count(1),
+            hot_min_age: Duration::ZERO,
+            cold_max_accesses: AccessBound::Count(0),
+            cold_min_age: Duration::ZERO,
+            thp_min_age: DEFAULT_THP_MIN_AGE,
+            thp_min_size_bytes: DEFAULT_THP_MIN_SIZE_BYTES,
+            cold_action: Some(Action::Pageout),
+            ..Policy::default()
+        }
+    }
+
+    /// The policy of an etmem `scan_type=region` or `psi` project: no
+    /// userspace policy (the kernel applies the engine's scheme, or psi
+    /// reclaims by pressure); only classification.
+    pub fn etmem_passive() -> Policy {
+        Policy { cold_action: None, ..Policy::default() }
+    }
+}
+
+/// etmem's swap-cache watermarks, percent of RAM (`1..=100`, low < high).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapcacheWatermarks {
+    pub high_percent: u8,
+    pub low_percent: u8,
 }
 
 /// An access-count bound, absolute or relative to the engine's maximum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccessBound {
     /// Samples (DAMON nr_accesses) or page score (etmem count).
     Count(u32),
@@ -296,7 +740,7 @@ pub enum AccessBound {
 }
 
 /// An age bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AgeBound {
     /// In aggregation intervals, as etmem and DAMON's raw interfaces count.
     Aggregations(u64),
@@ -305,13 +749,33 @@ pub enum AgeBound {
 }
 
 /// A percentage in hundredths of a percent (basis points): 5000 = 50 %.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Percent {
     pub bp: u32,
 }
 
+impl Percent {
+    /// 100 %.
+    pub const FULL: Percent = Percent { bp: 10_000 };
+
+    /// A whole percentage (`from_percent(50)` = 50 %).
+    pub const fn from_percent(p: u32) -> Percent {
+        Percent { bp: p * 100 }
+    }
+
+    /// The share as a fraction (0.5 for 50 %).
+    pub fn as_fraction(self) -> f64 {
+        f64::from(self.bp) / 10_000.0
+    }
+
+    /// `self` of `total`, rounded down.
+    pub fn of(self, total: u64) -> u64 {
+        u64::try_from(u128::from(total) * u128::from(self.bp) / 10_000).unwrap_or(u64::MAX)
+    }
+}
+
 /// DAMON free-memory watermarks (per mille of free memory).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Watermarks {
     pub interval: Duration,
     pub high_permil: u32,
@@ -319,8 +783,19 @@ pub struct Watermarks {
     pub low_permil: u32,
 }
 
+impl Default for Watermarks {
+    fn default() -> Self {
+        Watermarks {
+            interval: DEFAULT_WMARK_INTERVAL,
+            high_permil: DEFAULT_WMARK_HIGH_PERMIL,
+            mid_permil: DEFAULT_WMARK_MID_PERMIL,
+            low_permil: DEFAULT_WMARK_LOW_PERMIL,
+        }
+    }
+}
+
 /// A DAMOS-like quota: what may be acted on per `reset_interval`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Quota {
     /// Bytes per second (`None` = unlimited).
     pub bytes_per_s: Option<u64>,
@@ -333,8 +808,29 @@ pub struct Quota {
     pub weight_age_permil: u32,
 }
 
+impl Quota {
+    /// Whether the quota limits anything.
+    pub fn is_limited(&self) -> bool {
+        self.bytes_per_s.is_some() || self.cpu_ms_per_s.is_some()
+    }
+}
+
+impl Default for Quota {
+    /// Unlimited, with DAMON-style charge window and weights.
+    fn default() -> Self {
+        Quota {
+            bytes_per_s: None,
+            cpu_ms_per_s: None,
+            reset_interval: DEFAULT_QUOTA_RESET_INTERVAL,
+            weight_sz_permil: DEFAULT_QUOTA_WEIGHT_SZ_PERMIL,
+            weight_nr_accesses_permil: DEFAULT_QUOTA_WEIGHT_NR_ACCESSES_PERMIL,
+            weight_age_permil: DEFAULT_QUOTA_WEIGHT_AGE_PERMIL,
+        }
+    }
+}
+
 /// A DAMOS scheme: an access pattern and an action.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scheme {
     pub pattern: AccessPattern,
     pub action: Action,
@@ -344,7 +840,7 @@ pub struct Scheme {
 }
 
 /// Closed ranges a region must fall in for a scheme to apply.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccessPattern {
     pub min_size_bytes: u64,
     /// `u64::MAX` for "max".
@@ -355,8 +851,22 @@ pub struct AccessPattern {
     pub max_age: AgeBound,
 }
 
+impl Default for AccessPattern {
+    /// Matches every region.
+    fn default() -> Self {
+        AccessPattern {
+            min_size_bytes: 0,
+            max_size_bytes: u64::MAX,
+            min_accesses: AccessBound::Count(0),
+            max_accesses: AccessBound::Max,
+            min_age: AgeBound::Aggregations(0),
+            max_age: AgeBound::Max,
+        }
+    }
+}
+
 /// DAMOS actions (etmem's and DAMON's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Action {
     Willneed,
     Cold,
@@ -366,14 +876,58 @@ pub enum Action {
     Stat,
 }
 
+impl Action {
+    /// Every action, in DAMON's debugfs order (willneed = 0 .. stat = 5).
+    pub const ALL: [Action; 6] =
+        [Action::Willneed, Action::Cold, Action::Pageout, Action::Hugepage, Action::Nohugepage, Action::Stat];
+
+    /// The name etmem, damo and DAMON sysfs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Willneed => "willneed",
+            Action::Cold => "cold",
+            Action::Pageout => "pageout",
+            Action::Hugepage => "hugepage",
+            Action::Nohugepage => "nohugepage",
+            Action::Stat => "stat",
+        }
+    }
+
+    /// The action with this name.
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    /// DAMON debugfs `schemes` action number (etmem's debugfs backend).
+    pub fn dbgfs_code(self) -> u32 {
+        self as u32
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A swap device a project creates and removes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Backend {
     Zram(ZramBackend),
     SwapFile(SwapFileBackend),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+impl Backend {
+    /// The swapon priority.
+    pub fn priority(&self) -> i32 {
+        match self {
+            Backend::Zram(z) => z.priority,
+            Backend::SwapFile(f) => f.priority,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZramBackend {
     pub size_bytes: u64,
     pub compressor: String,
@@ -383,7 +937,7 @@ pub struct ZramBackend {
     pub mem_limit_bytes: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SwapFileBackend {
     pub path: PathBuf,
     pub size_bytes: u64,

@@ -31,6 +31,7 @@ pub struct Peer {
 pub struct Daemon {
     registry: Mutex<Registry>,
     state: StateDir,
+    runtime_ctx: RuntimeContext,
     opts: DaemonOptions,
 }
 
@@ -62,10 +63,11 @@ fn registry_error(e: RegistryError) -> Response {
 
 impl Daemon {
     pub fn new(opts: DaemonOptions, factory: Arc<dyn EngineFactory>) -> Daemon {
-        let ctx = RuntimeContext { state_dir: opts.state_dir.clone() };
+        let ctx = RuntimeContext::new(opts.state_dir.clone());
         Daemon {
-            registry: Mutex::new(Registry::new(factory, ctx)),
+            registry: Mutex::new(Registry::new(factory, ctx.clone())),
             state: StateDir::new(&opts.state_dir),
+            runtime_ctx: ctx,
             opts,
         }
     }
@@ -79,12 +81,21 @@ impl Daemon {
     /// Bring back the projects of the state directory. Returns one line per
     /// problem; a broken object is skipped, the rest still comes back.
     pub fn restore(&self) -> Vec<String> {
+        // Devices a killed daemon left behind go back to their projects when
+        // those start again below; the rest are removed at the end.
+        let mut problems = self.runtime_ctx.recover_devices();
         let saved = match self.state.load() {
             Ok(Some(s)) => s,
-            Ok(None) => return Vec::new(),
-            Err(e) => return vec![chain(&e)],
+            Ok(None) => {
+                problems.extend(self.runtime_ctx.release_unclaimed());
+                return problems;
+            }
+            Err(e) => {
+                problems.push(chain(&e));
+                problems.extend(self.runtime_ctx.release_unclaimed());
+                return problems;
+            }
         };
-        let mut problems = Vec::new();
         let mut reg = self.registry();
         for obj in &saved.objects {
             if let Err(e) = restore_object(&mut reg, obj) {
@@ -101,6 +112,7 @@ impl Daemon {
                 problems.push(format!("cannot restart project {name}: {}", chain(&e)));
             }
         }
+        problems.extend(self.runtime_ctx.release_unclaimed());
         problems
     }
 

@@ -253,7 +253,7 @@ impl Registry {
                 let factory = Arc::clone(&self.factory);
                 let entry = self.projects.get_mut(&e.project).expect("checked above");
                 let instance = match &entry.runtime {
-                    Some(_) => Some(factory.create(&entry.spec, &e).map_err(|source| {
+                    Some(rt) => Some(factory.create(&entry.spec, &e, &rt.env()).map_err(|source| {
                         RegistryError::Engine { project: e.project.clone(), engine: e.name.clone(), source }
                     })?),
                     None => None,
@@ -400,6 +400,7 @@ impl Registry {
         let runtime = ProjectRuntime::start(&entry.spec, &ctx)
             .map_err(|source| RegistryError::Runtime { project: name.into(), source })?;
         let mut notes = runtime.notes();
+        let env = runtime.env();
         entry.runtime = Some(runtime);
         let result = (|| {
             for e in entry.engines.iter_mut() {
@@ -408,7 +409,7 @@ impl Registry {
                     engine: e.spec.name.clone(),
                     source,
                 };
-                let mut inst = factory.create(&entry.spec, &e.spec).map_err(err)?;
+                let mut inst = factory.create(&entry.spec, &e.spec, &env).map_err(err)?;
                 for t in &e.tasks {
                     if let Err(source) = inst.start_task(&t.spec) {
                         inst.stop();

@@ -283,3 +283,31 @@ fn refault_probe_pages_out_a_huge_page_whole_and_never_splits_it() {
         assert_eq!(states, [SampleState::Accessed, SampleState::NotAccessed, SampleState::NotAccessed]);
     }
 }
+
+#[test]
+fn refault_probe_takes_every_page_of_a_range_in_one_batch() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    let _lock = swap_lock();
+    let _zram = zram();
+    // 16 MiB, the first 2 MiB hot; a page scan passes every page.
+    let child = Child::spawn(ChildLayout { pages: 4096, hot_pages: 512, huge: false });
+    let target = Arc::new(ProcTarget::open(child.pid()).expect("pidfd of the child"));
+    let mut probe = RefaultProbe::new(target, RefaultOptions::default()).expect("refault probe");
+    let addrs: Vec<Addr> = (0..4096).map(|k| child.page(k)).collect();
+    probe.arm(&addrs).expect("arm");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut states = vec![SampleState::Unknown; addrs.len()];
+    probe.check_states(&addrs, &mut states).expect("check");
+    let (h_acc, h_not, h_unk) = tally(&states[..512]);
+    let (c_acc, c_not, c_unk) = tally(&states[512..]);
+    println!(
+        "hot {h_acc}/{h_not}/{h_unk} cold {c_acc}/{c_not}/{c_unk} (accessed/not/unknown); {:?}",
+        probe.refault_stats()
+    );
+    assert_eq!(h_not, 0, "a hot page was reported not accessed");
+    assert_eq!(c_acc, 0, "a cold page was reported accessed");
+    assert!(h_unk + c_unk <= addrs.len() / 10, "more than 10% of pages could not be probed");
+}

@@ -2,10 +2,15 @@
 //! one engine of one started project; it starts and stops tasks and reports
 //! their snapshots and figures.
 
+pub mod act;
+pub mod procinfo;
+pub mod region;
 pub mod test_engine;
 
 use crate::protocol::TaskStats;
+use crate::runtime::Backends;
 use damon_core::Snapshot;
+use std::sync::Arc;
 
 /// One running engine of a started project.
 pub trait Engine: Send {
@@ -29,9 +34,21 @@ pub trait Engine: Send {
     fn stop(&mut self);
 }
 
+/// What a started project gives its engines.
+#[derive(Debug, Clone)]
+pub struct EngineEnv {
+    /// The project's swap devices (empty when it has none of its own).
+    pub backends: Arc<Backends>,
+}
+
 /// Builds engine instances when a project starts.
 pub trait EngineFactory: Send + Sync {
-    fn create(&self, project: &conf::Project, engine: &conf::Engine) -> Result<Box<dyn Engine>, EngineError>;
+    fn create(
+        &self,
+        project: &conf::Project,
+        engine: &conf::Engine,
+        env: &EngineEnv,
+    ) -> Result<Box<dyn Engine>, EngineError>;
 }
 
 /// Why an engine could not start or serve a request.
@@ -69,10 +86,18 @@ pub struct BuiltinEngines;
 impl EngineFactory for BuiltinEngines {
     fn create(
         &self,
-        _project: &conf::Project,
+        project: &conf::Project,
         engine: &conf::Engine,
+        env: &EngineEnv,
     ) -> Result<Box<dyn Engine>, EngineError> {
         match &engine.kind {
+            conf::EngineKind::Region(r) => Ok(Box::new(region::RegionEngine::new(project, engine, r, env)?)),
+            // etmem's damon engine: the kernel-damon engine is not in this
+            // build, so its scheme runs on the userspace region engine, which
+            // works on kernels without DAMON vaddr too.
+            conf::EngineKind::KernelDamon(k) if k.from_etmem => {
+                Ok(Box::new(region::RegionEngine::new(project, engine, &conf::RegionEngine::default(), env)?))
+            }
             conf::EngineKind::Thirdparty(t) => Err(EngineError::Unsupported {
                 kind: "thirdparty".into(),
                 reason: format!(

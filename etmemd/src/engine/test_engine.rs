@@ -2,7 +2,7 @@
 //! the registry's lifecycle can be tested end to end through the real
 //! daemon (`etmemd --test-engine`). Never used for real work.
 
-use super::{Engine, EngineError, EngineFactory};
+use super::{Engine, EngineEnv, EngineError, EngineFactory};
 use crate::protocol::TaskStats;
 use damon_core::Snapshot;
 use std::collections::BTreeMap;
@@ -16,6 +16,7 @@ impl EngineFactory for TestEngines {
         &self,
         _project: &conf::Project,
         engine: &conf::Engine,
+        _env: &EngineEnv,
     ) -> Result<Box<dyn Engine>, EngineError> {
         Ok(Box::new(TestEngine { name: engine.name.clone(), tasks: BTreeMap::new() }))
     }

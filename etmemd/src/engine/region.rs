@@ -1,0 +1,583 @@
+//! The `region` engine: DAMON's region-based sampling run in userspace
+//! (damon-core) on the processes of each task, one monitoring thread per
+//! task, fed by the best access probe this host offers. Each snapshot goes
+//! through the project's policy and schemes, and the plan is carried out.
+
+use super::act::PidActor;
+use super::procinfo::{self, ProcMemory};
+use super::{Engine, EngineEnv, EngineError};
+use crate::protocol::TaskStats;
+use crate::runtime::Backends;
+use damon_core::monitor::{Monitor, MonitorAttrs, TargetId, TargetOps};
+use damon_core::ops::maps::VmaFilter;
+use damon_core::ops::select::{self, HostEnv, OsProbe, ProbeKind, ProbeOptions};
+use damon_core::ops::{ProbeStats, ProcTarget};
+use damon_core::{AccessProbe, AddrRange, ProbeError, Snapshot};
+use std::collections::BTreeMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often a task's target (process name, cgroup) is resolved to pids again.
+const RESOLVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a task's thread publishes for `project show` and engine commands.
+#[derive(Debug, Default, Clone)]
+struct Published {
+    stats: TaskStats,
+    snapshots: BTreeMap<u32, Snapshot>,
+}
+
+struct TaskThread {
+    stop: mpsc::Sender<()>,
+    handle: Option<JoinHandle<()>>,
+    published: Arc<Mutex<Published>>,
+}
+
+impl TaskThread {
+    fn stop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Settings every task of the engine shares.
+#[derive(Debug, Clone)]
+struct RegionSettings {
+    attrs: MonitorAttrs,
+    probe: conf::ProbeChoice,
+    forbid_refault: bool,
+    filter: VmaFilter,
+    policy: conf::Policy,
+    schemes: Vec<conf::Scheme>,
+    backends: Arc<Backends>,
+    /// The project will have swap of its own (for probe selection).
+    swap_planned: bool,
+}
+
+/// One `region` engine of a started project.
+pub struct RegionEngine {
+    name: String,
+    settings: RegionSettings,
+    tasks: BTreeMap<String, TaskThread>,
+}
+
+impl std::fmt::Debug for RegionEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionEngine").field("name", &self.name).field("tasks", &self.tasks.keys()).finish()
+    }
+}
+
+/// DAMON monitoring attributes from the project's region scan.
+pub fn monitor_attrs(scan: &conf::RegionScan) -> MonitorAttrs {
+    MonitorAttrs {
+        sample_interval_us: scan.sample_interval.as_micros() as u64,
+        aggr_interval_us: scan.aggr_interval.as_micros() as u64,
+        update_interval_us: scan.update_interval.as_micros() as u64,
+        min_nr_regions: scan.min_nr_regions,
+        max_nr_regions: scan.max_nr_regions,
+        intervals_goal: scan.autotune.as_ref().map(|g| damon_core::monitor::IntervalsGoal {
+            access_bp: g.access_bp,
+            aggrs: g.aggrs,
+            min_sample_us: g.min_sample_interval.as_micros() as u64,
+            max_sample_us: g.max_sample_interval.as_micros() as u64,
+        }),
+        ..MonitorAttrs::default()
+    }
+}
+
+impl RegionEngine {
+    /// `probe` and `file_backed` come from a native `region` engine; etmem's
+    /// `damon` engine runs here with the defaults and its scheme.
+    pub fn new(
+        project: &conf::Project,
+        engine: &conf::Engine,
+        region: &conf::RegionEngine,
+        env: &EngineEnv,
+    ) -> Result<RegionEngine, EngineError> {
+        let conf::Scan::Region(scan) = &project.scan else {
+            return Err(EngineError::Unsupported {
+                kind: "region".into(),
+                reason: format!("project {} has no region scan parameters", project.name),
+            });
+        };
+        let attrs = monitor_attrs(scan);
+        attrs
+            .validate()
+            .map_err(|e| EngineError::Unsupported { kind: "region".into(), reason: e.to_string() })?;
+        let mut schemes = project.schemes.clone();
+        schemes.extend(engine.kind.schemes().iter().cloned());
+        let filter = VmaFilter { file_backed: region.file_backed, ..VmaFilter::anonymous() };
+        Ok(RegionEngine {
+            name: engine.name.clone(),
+            settings: RegionSettings {
+                attrs,
+                probe: region.probe,
+                forbid_refault: false,
+                filter,
+                policy: project.policy.clone(),
+                schemes,
+                backends: Arc::clone(&env.backends),
+                swap_planned: project
+                    .backends
+                    .iter()
+                    .any(|b| matches!(b, conf::Backend::Zram(_) | conf::Backend::SwapFile(_))),
+            },
+            tasks: BTreeMap::new(),
+        })
+    }
+}
+
+fn probe_kind(choice: conf::ProbeChoice) -> Option<ProbeKind> {
+    match choice {
+        conf::ProbeChoice::Auto | conf::ProbeChoice::Simulated => None,
+        conf::ProbeChoice::IdleBitmap => Some(ProbeKind::IdleBitmap),
+        conf::ProbeChoice::EtmemIdlePages => Some(ProbeKind::EtmemIdlePages),
+        conf::ProbeChoice::SoftDirty => Some(ProbeKind::SoftDirty),
+        conf::ProbeChoice::Refault => Some(ProbeKind::Refault),
+    }
+}
+
+/// Choose the probe for this engine, or say why none works.
+fn choose_probe(s: &RegionSettings) -> Result<(ProbeKind, String), EngineError> {
+    let env = HostEnv { swap_planned: s.swap_planned, ..HostEnv::default() };
+    let unsupported = |reason: String| EngineError::Unsupported { kind: "region".into(), reason };
+    if s.probe == conf::ProbeChoice::Simulated {
+        return Err(unsupported("probe simulated drives only the built-in demo, not real tasks".into()));
+    }
+    let sel = match probe_kind(s.probe) {
+        Some(kind) => select::select_explicit(kind, &env, None),
+        None => {
+            let forbidden: &[ProbeKind] = if s.forbid_refault { &[ProbeKind::Refault] } else { &[] };
+            select::select_auto(&env, None, forbidden)
+        }
+    }
+    .map_err(|e| unsupported(e.to_string()))?;
+    Ok((sel.chosen, sel.to_string()))
+}
+
+impl Engine for RegionEngine {
+    fn start_task(&mut self, task: &conf::Task) -> Result<(), EngineError> {
+        if self.tasks.contains_key(&task.name) {
+            return Ok(());
+        }
+        let (kind, why) = choose_probe(&self.settings)?;
+        tracing::info!(task = %task.name, "region engine: {why}");
+        let monitor = Monitor::new(self.settings.attrs.clone(), seed_for(&task.name))
+            .map_err(|e| EngineError::Task { task: task.name.clone(), reason: e.to_string() })?;
+        let (stop_tx, stop_rx) = mpsc::channel();
+        let published = Arc::new(Mutex::new(Published::default()));
+        let mut runner = TaskRunner {
+            task: task.clone(),
+            settings: self.settings.clone(),
+            probe_kind: kind,
+            monitor,
+            targets: BTreeMap::new(),
+            next_id: 0,
+            published: Arc::clone(&published),
+            started: Instant::now(),
+            monitor_cpu: Duration::ZERO,
+            last_aggregation: None,
+            refused_logged: Vec::new(),
+            last_error: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("region:{}", task.name))
+            .spawn(move || runner.run(stop_rx))
+            .map_err(|e| EngineError::Task {
+                task: task.name.clone(),
+                reason: format!("cannot start thread: {e}"),
+            })?;
+        self.tasks.insert(task.name.clone(), TaskThread { stop: stop_tx, handle: Some(handle), published });
+        Ok(())
+    }
+
+    fn stop_task(&mut self, task: &str) {
+        if let Some(mut t) = self.tasks.remove(task) {
+            t.stop();
+        }
+    }
+
+    fn task_stats(&self, task: &str) -> Option<TaskStats> {
+        let t = self.tasks.get(task)?;
+        Some(t.published.lock().map(|p| p.stats.clone()).unwrap_or_default())
+    }
+
+    fn snapshots(&self, task: &str) -> Vec<(u32, Snapshot)> {
+        let Some(t) = self.tasks.get(task) else { return Vec::new() };
+        t.published
+            .lock()
+            .map(|p| p.snapshots.iter().map(|(k, v)| (*k, v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    fn command(&mut self, cmd: &str, task: Option<&str>) -> Result<String, EngineError> {
+        let tasks: Vec<&String> = match task {
+            Some(t) => vec![
+                self.tasks
+                    .get_key_value(t)
+                    .map(|(k, _)| k)
+                    .ok_or_else(|| EngineError::TaskNotRunning { task: t.into() })?,
+            ],
+            None => self.tasks.keys().collect(),
+        };
+        match cmd {
+            "regions" => {
+                let mut out = String::new();
+                for t in tasks {
+                    for (pid, snap) in self.snapshots(t) {
+                        out.push_str(&damo_raw(t, pid, &snap));
+                    }
+                }
+                Ok(out)
+            }
+            "snapshot" => {
+                let mut all = BTreeMap::new();
+                for t in tasks {
+                    all.insert(t.clone(), self.snapshots(t).into_iter().collect::<BTreeMap<_, _>>());
+                }
+                Ok(serde_json::to_string(&all).expect("snapshots serialize") + "\n")
+            }
+            _ => Err(EngineError::UnknownCommand {
+                engine: self.name.clone(),
+                cmd: cmd.into(),
+                known: "regions, snapshot".into(),
+            }),
+        }
+    }
+
+    fn stop(&mut self) {
+        for (_, mut t) in std::mem::take(&mut self.tasks) {
+            t.stop();
+        }
+    }
+}
+
+impl Drop for RegionEngine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A stable per-task seed so runs are reproducible for the same task name.
+fn seed_for(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// damo's raw form: a header per target, then `start-end (size): nr_accesses age`.
+pub fn damo_raw(task: &str, pid: u32, snap: &Snapshot) -> String {
+    let mut out = format!(
+        "# task {task} pid {pid} time {:.3} s  aggr {} us  nr_regions {}\n",
+        snap.time_us as f64 / 1e6,
+        snap.aggr_interval_us,
+        snap.regions.len()
+    );
+    for r in &snap.regions {
+        out.push_str(&format!(
+            "{:012x}-{:012x} ({:>12}): {:>5} {:>5}\n",
+            r.range.start.0,
+            r.range.end.0,
+            crate::render::bytes(r.range.len()),
+            r.nr_accesses,
+            r.age
+        ));
+    }
+    out
+}
+
+/// One process being monitored.
+struct PidTarget {
+    id: TargetId,
+    proc: Arc<ProcTarget>,
+    probe: OsProbe,
+    actor: PidActor,
+    memory: ProcMemory,
+}
+
+/// The monitoring thread of one task.
+struct TaskRunner {
+    task: conf::Task,
+    settings: RegionSettings,
+    probe_kind: ProbeKind,
+    monitor: Monitor,
+    targets: BTreeMap<u32, PidTarget>,
+    next_id: u64,
+    published: Arc<Mutex<Published>>,
+    started: Instant,
+    monitor_cpu: Duration,
+    last_aggregation: Option<Instant>,
+    refused_logged: Vec<u32>,
+    last_error: Option<String>,
+}
+
+/// `TargetOps` over the runner's targets.
+struct Ops<'a> {
+    targets: &'a mut BTreeMap<u32, PidTarget>,
+    filter: &'a VmaFilter,
+}
+
+impl Ops<'_> {
+    fn by_id(&mut self, id: TargetId) -> Option<&mut PidTarget> {
+        self.targets.values_mut().find(|t| t.id == id)
+    }
+}
+
+impl TargetOps for Ops<'_> {
+    fn probe(&mut self, target: TargetId) -> Option<&mut dyn AccessProbe> {
+        self.by_id(target).map(|t| &mut t.probe as &mut dyn AccessProbe)
+    }
+
+    fn mappings(&mut self, target: TargetId) -> Option<Vec<AddrRange>> {
+        let filter = self.filter.clone();
+        let t = self.by_id(target)?;
+        t.proc.eligible_vmas(&filter).ok().map(|v| v.into_iter().map(|m| m.range).collect())
+    }
+}
+
+impl TaskRunner {
+    fn run(&mut self, stop: mpsc::Receiver<()>) {
+        let mut next_resolve = Instant::now();
+        let mut next_sample = Instant::now();
+        loop {
+            if Instant::now() >= next_resolve {
+                self.resolve();
+                next_resolve = Instant::now() + RESOLVE_INTERVAL;
+            }
+            let cpu0 = swap_backends::thread_cpu_time();
+            let mut ops = Ops { targets: &mut self.targets, filter: &self.settings.filter };
+            let outcome = self.monitor.step(&mut ops);
+            self.monitor_cpu += swap_backends::thread_cpu_time().saturating_sub(cpu0);
+            for (id, err) in outcome.probe_failures {
+                self.probe_failed(id, err);
+            }
+            if let Some(snaps) = outcome.aggregated {
+                self.on_aggregation(snaps);
+            }
+            let interval = Duration::from_micros(self.monitor.sample_interval_us());
+            next_sample += interval;
+            let now = Instant::now();
+            if next_sample < now {
+                // Behind (a slow probe or a busy host): do not try to catch up.
+                next_sample = now;
+            }
+            match stop.recv_timeout(next_sample - now) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.publish(true);
+    }
+
+    /// Add new processes of the task, drop the ones that are gone.
+    fn resolve(&mut self) {
+        let resolved = procinfo::resolve(&self.task.target);
+        for (pid, why) in &resolved.refused {
+            if !self.refused_logged.contains(pid) {
+                tracing::warn!(task = %self.task.name, pid, "not monitored: {why}");
+                self.refused_logged.push(*pid);
+            }
+        }
+        let gone: Vec<u32> = self
+            .targets
+            .keys()
+            .copied()
+            .filter(|p| !resolved.pids.contains(p) || !self.targets[p].proc.is_alive())
+            .collect();
+        for pid in gone {
+            self.drop_target(pid, "process exited");
+        }
+        for pid in resolved.pids {
+            if self.targets.contains_key(&pid) {
+                continue;
+            }
+            if let Err(e) = self.add_target(pid) {
+                self.last_error = Some(e.clone());
+                tracing::warn!(task = %self.task.name, pid, "cannot monitor: {e}");
+            }
+        }
+    }
+
+    fn add_target(&mut self, pid: u32) -> Result<(), String> {
+        let proc = Arc::new(ProcTarget::open(pid).map_err(|e| e.to_string())?);
+        let probe = select::build(self.probe_kind, Arc::clone(&proc), &ProbeOptions::default())
+            .map_err(|e| e.to_string())?;
+        let vmas = proc.eligible_vmas(&self.settings.filter).map_err(|e| e.to_string())?;
+        let mappings: Vec<AddrRange> = vmas.into_iter().map(|v| v.range).collect();
+        if mappings.is_empty() {
+            return Err("no eligible (anonymous, private) memory".into());
+        }
+        let id = TargetId(self.next_id);
+        self.next_id += 1;
+        self.monitor.add_target(id, &mappings).map_err(|e| e.to_string())?;
+        let actor = PidActor::new(pid, self.settings.policy.clone(), self.settings.schemes.clone());
+        tracing::info!(task = %self.task.name, pid, probe = self.probe_kind.name(), "monitoring");
+        self.targets.insert(pid, PidTarget { id, proc, probe, actor, memory: ProcMemory::default() });
+        Ok(())
+    }
+
+    fn drop_target(&mut self, pid: u32, why: &str) {
+        if let Some(t) = self.targets.remove(&pid) {
+            let _ = self.monitor.remove_target(t.id);
+            tracing::info!(task = %self.task.name, pid, "no longer monitored: {why}");
+        }
+    }
+
+    fn probe_failed(&mut self, id: TargetId, err: ProbeError) {
+        let Some(pid) = self.targets.iter().find(|(_, t)| t.id == id).map(|(p, _)| *p) else { return };
+        match err {
+            ProbeError::TargetGone { .. } => self.drop_target(pid, "process exited"),
+            other => {
+                let msg = damon_core_error_chain(&other);
+                if self.last_error.as_deref() != Some(msg.as_str()) {
+                    tracing::warn!(task = %self.task.name, pid, "probe: {msg}");
+                }
+                self.last_error = Some(msg);
+            }
+        }
+    }
+
+    fn on_aggregation(&mut self, snaps: Vec<(TargetId, Snapshot)>) {
+        self.last_aggregation = Some(Instant::now());
+        let host = procinfo::host_memory();
+        let now_us = self.started.elapsed().as_micros() as u64;
+        let mut published: BTreeMap<u32, Snapshot> = BTreeMap::new();
+        for (id, snap) in snaps {
+            let Some(t) = self.targets.values_mut().find(|t| t.id == id) else { continue };
+            t.memory = procinfo::proc_memory(t.proc.dir());
+            // DAMON's regions span the small gaps between mappings; the
+            // policy only sees memory that is mapped and eligible.
+            if let Ok(vmas) = t.proc.eligible_vmas(&self.settings.filter) {
+                let ranges: Vec<AddrRange> = vmas.into_iter().map(|v| v.range).collect();
+                let mapped = clip(&snap, &ranges);
+                t.actor.on_snapshot(&t.proc, &mapped, now_us, t.memory, host, &self.settings.backends);
+            }
+            published.insert(t.proc.pid(), snap);
+        }
+        if let Ok(mut p) = self.published.lock() {
+            p.snapshots = published;
+        }
+        self.publish(false);
+    }
+
+    fn publish(&mut self, stopping: bool) {
+        let mut s = TaskStats { probe: Some(self.probe_kind.name().to_string()), ..TaskStats::default() };
+        s.pids = self.targets.keys().copied().collect();
+        let sum = |f: &dyn Fn(&PidTarget) -> u64| -> u64 { self.targets.values().map(f).sum() };
+        s.nr_regions = Some(self.monitor.nr_regions() as u64);
+        s.hot_bytes = Some(sum(&|t| t.actor.totals.hot_bytes));
+        s.cold_bytes = Some(sum(&|t| t.actor.totals.cold_bytes));
+        s.thp_eligible_bytes = Some(sum(&|t| t.actor.totals.thp_eligible_bytes));
+        s.rss_bytes = Some(sum(&|t| t.memory.rss_bytes));
+        s.swap_bytes = Some(sum(&|t| t.memory.swap_bytes));
+        s.anon_huge_bytes = Some(sum(&|t| t.memory.anon_huge_bytes));
+        s.paged_out_bytes = Some(sum(&|t| t.actor.counters.paged_out_bytes));
+        s.prefetched_bytes = Some(sum(&|t| t.actor.counters.prefetched_bytes));
+        s.refaults = Some(sum(&|t| t.actor.counters.refaulted_pages));
+        s.collapses = Some(sum(&|t| t.actor.counters.collapses_done));
+        s.demotions = Some(sum(&|t| t.actor.counters.demotions));
+        let quotas: Vec<(Option<u64>, u64)> = self.targets.values().map(|t| t.actor.quota()).collect();
+        s.quota_used_permil = quotas.iter().filter_map(|q| q.0).max();
+        s.quota_exceeded = Some(quotas.iter().map(|q| q.1).sum());
+        s.aggregations = Some(self.monitor.stats().aggregations);
+        s.last_aggregation_age_s = self.last_aggregation.map(|t| t.elapsed().as_secs_f64());
+        s.monitor_cpu_s = Some(self.monitor_cpu.as_secs_f64());
+        s.action_cpu_s = Some(self.targets.values().map(|t| t.actor.counters.action_cpu.as_secs_f64()).sum());
+        let probe: ProbeStats = self.targets.values().fold(ProbeStats::default(), |mut acc, t| {
+            let p = t.probe.stats();
+            acc.addrs_checked += p.addrs_checked;
+            acc.accessed += p.accessed;
+            acc.unknown += p.unknown;
+            acc
+        });
+        s.extra.insert(
+            "probe_samples".into(),
+            format!(
+                "{} checked, {} accessed, {} unknown",
+                probe.addrs_checked, probe.accessed, probe.unknown
+            ),
+        );
+        if self.probe_kind == ProbeKind::Refault {
+            let armed: u64 =
+                self.targets.values().filter_map(|t| t.probe.refault_stats()).map(|r| r.pages_armed).sum();
+            s.extra.insert(
+                "probe_cost".into(),
+                format!("the refault probe paged out {armed} sampled pages; each hot one faults back in"),
+            );
+        }
+        let errors: BTreeMap<String, u64> = self
+            .targets
+            .values()
+            .flat_map(|t| t.actor.counters.errors.clone())
+            .fold(BTreeMap::new(), |mut acc, (k, v)| {
+                *acc.entry(k).or_default() += v;
+                acc
+            });
+        if !errors.is_empty() {
+            s.extra.insert(
+                "action_errors".into(),
+                errors.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "),
+            );
+        }
+        s.idle_reason = if self.targets.is_empty() {
+            Some(if stopping { "stopped".into() } else { "no live process matches the task".into() })
+        } else {
+            self.targets.values().find_map(|t| t.actor.idle_reason.clone())
+        };
+        s.last_error = self.last_error.clone();
+        if let Ok(mut p) = self.published.lock() {
+            p.stats = s;
+        }
+    }
+}
+
+/// The parts of a snapshot's regions that lie inside `mappings` (sorted,
+/// disjoint), each piece keeping its region's counts.
+pub fn clip(snap: &Snapshot, mappings: &[AddrRange]) -> Snapshot {
+    let mut regions = Vec::with_capacity(snap.regions.len());
+    let mut i = 0;
+    for r in &snap.regions {
+        while i < mappings.len() && mappings[i].end <= r.range.start {
+            i += 1;
+        }
+        let mut j = i;
+        while j < mappings.len() && mappings[j].start < r.range.end {
+            if let Some(range) = r.range.intersect(&mappings[j]) {
+                regions.push(damon_core::RegionSnapshot { range, ..*r });
+            }
+            j += 1;
+        }
+    }
+    Snapshot { regions, ..snap.clone() }
+}
+
+fn damon_core_error_chain(e: &dyn std::error::Error) -> String {
+    crate::daemon::chain(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use damon_core::RegionSnapshot;
+
+    #[test]
+    fn clipping_keeps_only_mapped_parts() {
+        let reg = |a, b, n| RegionSnapshot { range: AddrRange::new(a, b), nr_accesses: n, age: 1 };
+        let snap =
+            Snapshot { regions: vec![reg(0x0, 0x4000, 0), reg(0x4000, 0x9000, 5)], ..Snapshot::default() };
+        let maps =
+            [AddrRange::new(0x1000, 0x2000), AddrRange::new(0x3000, 0x6000), AddrRange::new(0x8000, 0xa000)];
+        let out = clip(&snap, &maps);
+        assert_eq!(
+            out.regions,
+            vec![
+                reg(0x1000, 0x2000, 0),
+                reg(0x3000, 0x4000, 0),
+                reg(0x4000, 0x6000, 5),
+                reg(0x8000, 0x9000, 5)
+            ]
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! The region engine and the cold-page path on real child workloads: the
+//! real etmemd monitors an etmem-workload process through the refault
+//! probe, classifies its memory, pages the cold part out to a zram device
+//! the project creates, and removes that device when it stops.
+
+use damon_core::AddrRange;
+use damon_core::ops::ProcTarget;
+use etmem_tests::{DaemonConfig, TestDaemon, is_root};
+use perf::workload::Child;
+use std::time::{Duration, Instant};
+
+fn skip_reason() -> Option<String> {
+    if !is_root() {
+        return Some("needs root (process_madvise on another process, zram)".into());
+    }
+    swap_backends::zram::unavailable_reason()
+}
+
+fn project(name: &str, pid: u32, cold_action: &str, extra_policy: &str) -> String {
+    format!(
+        r#"
+[project]
+name = "{name}"
+
+[engine]
+kind = "region"
+sample_interval = "20ms"
+aggr_interval = "400ms"
+update_interval = "2s"
+min_nr_regions = 10
+max_nr_regions = 200
+probe = "refault"
+
+[[task]]
+name = "wl"
+pid = {pid}
+
+[policy]
+hot_min_accesses = 1
+cold_max_accesses = 0
+cold_min_age = "4s"
+{cold_action}
+{extra_policy}
+
+[[backend]]
+kind = "zram"
+size = "1G"
+compressor = "lzo-rle"
+"#
+    )
+}
+
+/// Bytes of `ranges` that the snapshot regions with `nr_accesses >= 1` cover.
+fn hot_cover(snapshot: &serde_json::Value, ranges: &[AddrRange]) -> u64 {
+    let regions = snapshot["regions"].as_array().cloned().unwrap_or_default();
+    let mut covered = 0;
+    for r in regions {
+        if r["nr_accesses"].as_u64().unwrap_or(0) == 0 {
+            continue;
+        }
+        let reg = AddrRange::new(
+            r["range"]["start"].as_u64().expect("start"),
+            r["range"]["end"].as_u64().expect("end"),
+        );
+        covered += ranges.iter().filter_map(|x| x.intersect(&reg)).map(|x| x.len()).sum::<u64>();
+    }
+    covered
+}
+
+fn snapshot_of(d: &TestDaemon, project: &str, pid: u32) -> Option<serde_json::Value> {
+    let out = d.etmem(&["engine", "snapshot", "-n", project, "-e", "region", "-t", "wl"]);
+    out.ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("snapshot JSON");
+    let snap = v["wl"][pid.to_string()].clone();
+    (!snap.is_null()).then_some(snap)
+}
+
+fn sum(ranges: &[AddrRange]) -> u64 {
+    ranges.iter().map(AddrRange::len).sum()
+}
+
+#[test]
+fn refault_probe_classifies_hot_and_cold_of_a_real_child() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    let child = Child::spawn(["--size", "256M", "--hot", "10%"]).expect("workload");
+    let (hot, cold) = (child.hot_ranges(), child.cold_ranges());
+    let d = TestDaemon::start(DaemonConfig::default());
+    // Classification only: no cold action.
+    let cfg = d.config("classify.toml", &project("classify", child.pid(), "", ""));
+    d.etmem(&["obj", "add", "-f", cfg.to_str().expect("utf-8")]).ok();
+    d.etmem(&["project", "start", "-n", "classify"]).ok();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut hot_ok, mut cold_hot) = (0.0, 1.0);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(2));
+        let Some(snap) = snapshot_of(&d, "classify", child.pid()) else { continue };
+        hot_ok = hot_cover(&snap, &hot) as f64 / sum(&hot) as f64;
+        cold_hot = hot_cover(&snap, &cold) as f64 / sum(&cold) as f64;
+        if hot_ok >= 0.9 && cold_hot <= 0.1 {
+            break;
+        }
+    }
+    let show = d.etmem(&["project", "show", "-n", "classify"]);
+    assert!(
+        hot_ok >= 0.9 && cold_hot <= 0.1,
+        "after 60 s: {:.1} % of hot bytes classified hot (want >= 90), {:.1} % of cold bytes hot (want <= 10)\n{}",
+        hot_ok * 100.0,
+        cold_hot * 100.0,
+        show.stdout
+    );
+    println!("classified hot: {:.1} % of hot bytes, {:.1} % of cold bytes", hot_ok * 100.0, cold_hot * 100.0);
+    show.ok().says("probe refault");
+    stop_and_check_devices_gone(&d, "classify");
+}
+
+/// The swap devices `project show` lists for a project.
+fn devices(show: &str) -> Vec<String> {
+    show.lines()
+        .filter_map(|l| l.trim().strip_prefix("backend "))
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect()
+}
+
+/// Stop the project and check its devices are gone from /proc/swaps and /sys/block.
+fn stop_and_check_devices_gone(d: &TestDaemon, project: &str) {
+    let show = d.etmem(&["project", "show", "-n", project]);
+    let devs = devices(&show.stdout);
+    assert!(!devs.is_empty(), "the project shows no backend:\n{}", show.stdout);
+    d.etmem(&["project", "stop", "-n", project]).ok();
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    for dev in devs {
+        assert!(
+            !swaps.lines().any(|l| l.split_whitespace().next() == Some(dev.as_str())),
+            "{dev} still swapped on"
+        );
+        let name = dev.trim_start_matches("/dev/");
+        assert!(!std::path::Path::new("/sys/block").join(name).exists(), "{dev} still exists after stop");
+    }
+}
+
+#[test]
+fn cold_memory_of_a_real_workload_goes_to_zram_and_hot_stays() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    let mut child =
+        Child::spawn(["--size", "512M", "--hot", "10%", "--write-ratio", "0.2"]).expect("workload");
+    let (hot, cold) = (child.hot_ranges(), child.cold_ranges());
+    let proc = ProcTarget::open(child.pid()).expect("open child");
+    let resident = |ranges: &[AddrRange]| -> u64 {
+        proc.page_counts(ranges).expect("pagemap").iter().map(|c| c.present_bytes()).sum()
+    };
+    let rss_before = resident(&hot) + resident(&cold);
+    let d = TestDaemon::start(DaemonConfig::default());
+    let cfg = d.config("cold.toml", &project("cold", child.pid(), r#"cold_action = "pageout""#, ""));
+    d.etmem(&["obj", "add", "-f", cfg.to_str().expect("utf-8")]).ok();
+    d.etmem(&["project", "start", "-n", "cold"]).ok().says("zram");
+
+    let cold_bytes = sum(&cold);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut dropped = 0;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(2));
+        dropped = rss_before.saturating_sub(resident(&hot) + resident(&cold));
+        if dropped * 10 >= cold_bytes * 8 {
+            break;
+        }
+    }
+    let hot_resident = resident(&hot) as f64 / sum(&hot) as f64;
+    let show = d.etmem(&["project", "show", "-n", "cold"]);
+    show.ok();
+    println!(
+        "RSS dropped by {:.1} % of the cold bytes; {:.1} % of hot pages resident\n{}",
+        dropped as f64 * 100.0 / cold_bytes as f64,
+        hot_resident * 100.0,
+        show.stdout
+    );
+    assert!(
+        dropped * 10 >= cold_bytes * 7,
+        "RSS dropped by only {dropped} of {cold_bytes} cold bytes\n{}",
+        show.stdout
+    );
+    assert!(
+        hot_resident >= 0.95,
+        "only {:.1} % of hot pages resident\n{}",
+        hot_resident * 100.0,
+        show.stdout
+    );
+    show.says("paged-out").says("/dev/zram");
+
+    let v = child.verify().expect("verify");
+    assert!(v.ok && v.bytes_checked >= 512 << 20, "the workload's data changed: {v:?}");
+    stop_and_check_devices_gone(&d, "cold");
+    let v = child.verify().expect("verify after swapoff");
+    assert!(v.ok, "data changed after swapoff: {v:?}");
+}
