@@ -545,7 +545,13 @@ const POLICY_KEYS: &[KeySpec] = &[
         &[],
         "Collapse THP candidates into huge pages (MADV_COLLAPSE).",
     ),
-    key("demote_thp", "bool", Text("false"), &[], "Split cold huge pages back (MADV_NOHUGEPAGE)."),
+    key(
+        "demote_thp",
+        "bool",
+        Text("false"),
+        &[],
+        "Split cold huge pages back into base pages (a partial MADV_COLD; the memory stays resident).",
+    ),
     key(
         "prefetch_warm",
         "bool",

@@ -117,3 +117,49 @@ fn refault_never_splits_a_huge_page() {
         assert_eq!(anon_huge_bytes_at(thp), 2 << 20, "still one PMD-mapped huge page");
     }
 }
+
+#[test]
+fn refault_holds_huge_pages_instead_of_probing_them() {
+    if !is_root() {
+        println!("skipped: the refault probe needs root (PFNs, kpageflags)");
+        return;
+    }
+    if !swap_is_on() {
+        println!("skipped: no swap device is on; without swap the probe arms nothing");
+        return;
+    }
+    let m = AnonMapping::new(4 << 20).expect("mmap");
+    let Some(thp) = thp_in(&m) else {
+        println!("skipped: no transparent huge page could be allocated");
+        return;
+    };
+    let samples = [Addr(thp + 5 * PAGE_SIZE), Addr(thp + 300 * PAGE_SIZE)];
+    let mut states = vec![SampleState::NotAccessed; 2];
+
+    // A hold that never expires: accessed, nothing paged out.
+    let forever = RefaultOptions { thp: ThpPolicy::Hold { ttl: None }, ..RefaultOptions::default() };
+    let mut held = RefaultProbe::new(own_target(), forever).expect("probe");
+    for _ in 0..3 {
+        held.arm(&samples).expect("arm");
+        held.check_states(&samples, &mut states).expect("check");
+        assert_eq!(states, [SampleState::Accessed; 2]);
+    }
+    let s = held.refault_stats();
+    assert_eq!((s.held_huge, s.held_expired, s.bytes_paged_out, s.refaults_seen), (6, 0, 0, 0), "{s:?}");
+    assert_eq!(held.held_bytes(), (0, 2 << 20), "one unit held, not expired");
+    assert_eq!(anon_huge_bytes_at(thp), 2 << 20, "still one PMD-mapped huge page");
+
+    // An expired hold: unknown (not accessed), still nothing paged out.
+    let expired = RefaultOptions {
+        thp: ThpPolicy::Hold { ttl: Some(std::time::Duration::ZERO) },
+        ..RefaultOptions::default()
+    };
+    let mut old = RefaultProbe::new(own_target(), expired).expect("probe");
+    old.arm(&samples).expect("arm");
+    old.check_states(&samples, &mut states).expect("check");
+    assert_eq!(states, [SampleState::Unknown; 2]);
+    let s = old.refault_stats();
+    assert_eq!((s.held_huge, s.held_expired, s.bytes_paged_out), (0, 2, 0), "{s:?}");
+    assert_eq!(old.held_bytes(), (2 << 20, 2 << 20));
+    assert_eq!(anon_huge_bytes_at(thp), 2 << 20, "still one PMD-mapped huge page");
+}

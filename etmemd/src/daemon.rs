@@ -33,6 +33,8 @@ pub struct Daemon {
     state: StateDir,
     runtime_ctx: RuntimeContext,
     opts: DaemonOptions,
+    /// Open `etmem record` sessions.
+    recorders: crate::record::session::Recorders,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -69,6 +71,7 @@ impl Daemon {
             state: StateDir::new(&opts.state_dir),
             runtime_ctx: ctx,
             opts,
+            recorders: crate::record::session::Recorders::new(),
         }
     }
 
@@ -200,7 +203,36 @@ impl Daemon {
                     Err(e) => registry_error(e),
                 }
             }
+            Request::RecordStart { project, engine, task } => {
+                let started =
+                    self.recorders.start(&self.registry(), &project, engine.as_deref(), task.as_deref());
+                match started {
+                    Ok((session, header)) => Response::RecordStarted { session, header },
+                    Err(e) => error(e.kind(), chain(&e)),
+                }
+            }
+            Request::RecordPoll { session, wait_ms } => {
+                match self.recorders.poll(&self.registry, session, std::time::Duration::from_millis(wait_ms))
+                {
+                    Ok(batch) => Response::RecordBatch { lines: batch.lines, ended: batch.ended },
+                    Err(e) => error(e.kind(), chain(&e)),
+                }
+            }
+            Request::RecordStop { session } => match self.recorders.stop(session) {
+                Ok(()) => Response::Done { message: None },
+                Err(e) => error(e.kind(), chain(&e)),
+            },
         }
+    }
+
+    /// Every project as `project show` has it (for the metrics endpoint).
+    pub fn projects(&self) -> Vec<crate::protocol::ProjectView> {
+        self.registry().show(None).unwrap_or_default()
+    }
+
+    /// Recording sessions open now.
+    pub fn record_sessions(&self) -> usize {
+        self.recorders.len()
     }
 
     fn done(&self, reg: &Registry, message: String) -> Response {

@@ -54,6 +54,23 @@ pub enum Request {
         cmd: String,
         task: Option<String>,
     },
+    /// `etmem record`: open a recording session on the tasks of a started
+    /// project (all, or those of `engine` and/or named `task`).
+    RecordStart {
+        project: String,
+        engine: Option<String>,
+        task: Option<String>,
+    },
+    /// The record lines gathered since the previous poll; waits up to
+    /// `wait_ms` (at most 5000) for the first snapshot.
+    RecordPoll {
+        session: u64,
+        wait_ms: u64,
+    },
+    /// Close a recording session.
+    RecordStop {
+        session: u64,
+    },
 }
 
 /// The daemon's answer to one request.
@@ -74,6 +91,17 @@ pub enum Response {
     /// Free text from an engine command.
     EngineOutput {
         text: String,
+    },
+    /// A recording session is open; `header` is the record's first line.
+    RecordStarted {
+        session: u64,
+        header: crate::record::RecordHeader,
+    },
+    /// Record lines (`docs/record-format.md`); `ended` says why the session
+    /// is over (it is closed after this answer).
+    RecordBatch {
+        lines: Vec<crate::record::RecordLine>,
+        ended: Option<String>,
     },
     Error(ErrorReply),
 }
@@ -196,6 +224,8 @@ pub struct TaskStats {
     pub last_error: Option<String>,
     /// Engine-specific figures that have no field of their own.
     pub extra: BTreeMap<String, String>,
+    /// Failed actions (madvise ranges) by kind (errno name), cumulative.
+    pub action_errors: BTreeMap<String, u64>,
 }
 
 /// A swap device a project created.
@@ -389,6 +419,43 @@ mod tests {
             b"\xff\xfe",
         ] {
             assert!(matches!(decode::<Request>(body), Err(FrameError::Malformed(_))), "{body:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+
+        /// Arbitrary bytes never panic the decoders.
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = decode::<Request>(&bytes);
+            let _ = read_frame(&mut &bytes[..], MAX_REQUEST_BYTES);
+            let _ = etmem_compat::parse(&bytes);
+        }
+
+        /// Valid requests with one byte changed, cut or extended never panic
+        /// and, when they still decode, decode to a request.
+        #[test]
+        fn mutated_requests_never_panic(which in 0usize..6, pos in 0usize..200, byte in proptest::num::u8::ANY, cut in proptest::bool::ANY) {
+            let reqs = [
+                Request::Hello,
+                Request::ObjAdd { file: "/etc/etmem/a.toml".into() },
+                Request::ProjectStart { name: "db".into() },
+                Request::ProjectShow { name: None },
+                Request::Engine { project: "p".into(), engine: "region".into(), cmd: "regions".into(), task: Some("t".into()) },
+                Request::ProjectDel { name: "x".into() },
+            ];
+            let mut frame = encode(&reqs[which]);
+            let i = pos % frame.len();
+            if cut { frame.truncate(i) } else { frame[i] = byte }
+            if let Ok(body) = read_frame(&mut &frame[..], MAX_REQUEST_BYTES) {
+                let _ = decode::<Request>(&body);
+            }
+            let line = format!("proj_name p file_name /x cmd {which} eng_name e eng_cmd c task_name t").into_bytes();
+            let mut line = line;
+            let j = pos % line.len();
+            if cut { line.truncate(j) } else { line[j] = byte }
+            let _ = etmem_compat::parse(&line);
         }
     }
 

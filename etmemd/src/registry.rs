@@ -42,6 +42,8 @@ pub enum RegistryError {
     EngineMismatch { project: String, scan: &'static str, engine: String, kind: &'static str },
     #[error("the file holds no project, engine or task")]
     Empty,
+    #[error("engine {engine}: key {key}: {reason}")]
+    Unsupported { engine: String, key: &'static str, reason: String },
     #[error("project {project}, engine {engine}")]
     Engine {
         project: String,
@@ -69,7 +71,9 @@ impl RegistryError {
             RegistryError::EngineNotExist { .. } => ErrorKind::EngineNotExist,
             RegistryError::TaskExists { .. } => ErrorKind::TaskExists,
             RegistryError::TaskNotExist { .. } => ErrorKind::TaskNotExist,
-            RegistryError::EngineMismatch { .. } | RegistryError::Empty => ErrorKind::Config,
+            RegistryError::EngineMismatch { .. }
+            | RegistryError::Empty
+            | RegistryError::Unsupported { .. } => ErrorKind::Config,
             RegistryError::Engine { source, .. } => match source {
                 EngineError::NotInBuild { .. } | EngineError::Unsupported { .. } => ErrorKind::Unsupported,
                 EngineError::UnknownCommand { .. } => ErrorKind::InvalidRequest,
@@ -155,6 +159,26 @@ fn engine_fits(scan: &Scan, kind: &EngineKind) -> bool {
     )
 }
 
+/// Engines etmem-rs accepts in configs but can never run, refused at add
+/// with the key that asks for them.
+fn never_runs(kind: &EngineKind) -> Option<(&'static str, String)> {
+    match kind {
+        EngineKind::Thirdparty(t) => Some((
+            "libname",
+            format!(
+                "etmem-rs does not load third-party engine libraries ({}); use a built-in engine (page, region, kernel-damon)",
+                t.libname.display()
+            ),
+        )),
+        EngineKind::Memdcd => Some((
+            "name",
+            "the memdcd engine needs etmem's memdcd daemon and userswap, which etmem-rs does not drive"
+                .into(),
+        )),
+        _ => None,
+    }
+}
+
 fn target_strings(t: &TaskTarget) -> (String, String) {
     match t {
         TaskTarget::Pid(p) => ("pid".into(), p.to_string()),
@@ -192,6 +216,9 @@ impl Registry {
                 .or_else(|| self.projects.get(name).map(|e| &e.spec.scan))
         };
         for e in &objects.engines {
+            if let Some((key, reason)) = never_runs(&e.kind) {
+                return Err(RegistryError::Unsupported { engine: e.name.clone(), key, reason });
+            }
             let Some(scan) = scan_of(&e.project) else {
                 return Err(RegistryError::ProjectNotExist(e.project.clone()));
             };
@@ -514,6 +541,16 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// The snapshot feed of a running task, for recorders.
+    pub fn feed(
+        &self,
+        project: &str,
+        engine: &str,
+        task: &str,
+    ) -> Option<Arc<crate::record::feed::SnapshotFeed>> {
+        self.engine(project, engine).and_then(|e| e.instance.as_ref()).and_then(|i| i.feed(task))
+    }
+
     /// Every object, in the order it was added, for the state directory.
     pub fn saved_objects(&self) -> Vec<SavedObject> {
         let mut out: Vec<(u64, SavedObject)> = Vec::new();
@@ -584,7 +621,11 @@ fn project_view(p: &ProjectEntry) -> ProjectView {
         .iter()
         .map(|e| EngineView {
             name: e.spec.name.clone(),
-            kind: kind_name(&e.spec.kind).to_string(),
+            kind: e
+                .instance
+                .as_ref()
+                .and_then(|i| i.running_as())
+                .unwrap_or_else(|| kind_name(&e.spec.kind).to_string()),
             tasks: e
                 .tasks
                 .iter()

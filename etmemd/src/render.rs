@@ -155,6 +155,8 @@ pub fn etmem_reply(reply: &Response) -> (String, bool) {
         Response::Done { .. } => (String::new(), true),
         Response::Projects { projects } => (etmem_projects(projects), true),
         Response::EngineOutput { text } => (text.clone(), true),
+        // etmem's line protocol has no recording commands.
+        Response::RecordStarted { .. } | Response::RecordBatch { .. } => (String::new(), true),
         Response::Error(e) => (format!("{}\n{}\n", e.kind.etmem_message(), e.message), false),
     }
 }

@@ -3,5 +3,10 @@
 //! [`workload`] is `etmem-workload`, a masim-like generator with checkable
 //! memory content, usable in-process ([`workload::Workload`]) or as a child
 //! process ([`workload::Child`]).
+//!
+//! [`bench`] holds what the `bench-*` binaries share: an embedded etmemd,
+//! /proc readings, statistics, the machine description.
 
+pub mod bench;
+pub mod tpcc;
 pub mod workload;

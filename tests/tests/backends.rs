@@ -55,7 +55,9 @@ priority = 32760
 
 fn swap_of(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix("VmSwap:")?.trim().trim_end_matches(" kB").trim().parse::<u64>().ok()).unwrap_or(0)
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmSwap:")?.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
         * 1024
 }
 
@@ -122,8 +124,13 @@ fn full_zram_spills_into_the_projects_swap_file() {
     show.ok();
     let swapped = swap_of(child.pid());
     assert!(swapped * 10 >= cold * 8, "only {swapped} of {cold} cold bytes swapped\n{}", show.stdout);
-    let file_line = show.stdout.lines().find(|l| l.contains("backend swapfile")).expect("swap file listed").to_string();
-    assert!(!file_line.contains("used 0 B"), "nothing spilled into the swap file: {file_line}\n{}", show.stdout);
+    let file_line =
+        show.stdout.lines().find(|l| l.contains("backend swapfile")).expect("swap file listed").to_string();
+    assert!(
+        !file_line.contains("used 0 B"),
+        "nothing spilled into the swap file: {file_line}\n{}",
+        show.stdout
+    );
     assert!(!show.stdout.contains("pageout paused"), "{}", show.stdout);
     println!("{}", show.stdout);
     d.etmem(&["project", "stop", "-n", "full"]).ok();

@@ -76,14 +76,19 @@ fn etmem_damon_config_pages_out_the_cold_memory_of_a_real_process() {
     let mut child = Child::spawn(["--size", "256M", "--hot", "10%"]).expect("workload");
     let cold: u64 = child.cold_ranges().iter().map(|r| r.len()).sum();
     // etmem's shipped damon example, with the task pointed at our process.
-    let text = example("damon_conf.yaml").replace("type=name\nvalue=mysqld", &format!("type=pid\nvalue={}", child.pid()));
+    let text = example("damon_conf.yaml")
+        .replace("type=name\nvalue=mysqld", &format!("type=pid\nvalue={}", child.pid()));
     assert!(text.contains(&format!("value={}", child.pid())), "the example changed shape:\n{text}");
     let d = TestDaemon::start(DaemonConfig::default());
     add(&d, "damon_conf.yaml", &text).1.ok();
     d.etmem(&["project", "start", "-n", "test"]).ok();
     let swap_of = |pid: u32| -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        s.lines().find_map(|l| l.strip_prefix("VmSwap:")?.trim().trim_end_matches(" kB").trim().parse::<u64>().ok()).unwrap_or(0)
+        s.lines()
+            .find_map(|l| {
+                l.strip_prefix("VmSwap:")?.trim().trim_end_matches(" kB").trim().parse::<u64>().ok()
+            })
+            .unwrap_or(0)
             * 1024
     };
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -3,6 +3,7 @@
 
 pub mod idle_bitmap;
 pub mod idle_pages;
+pub mod kdamond;
 pub mod kpageflags;
 pub mod maps;
 pub mod pagemap;

@@ -27,6 +27,19 @@
 //!   Skips count in [`RefaultStats::skipped_huge`]. (Reclaim may still split
 //!   a THP when the swap device has no free 2 MiB cluster; that is reclaim's
 //!   own behaviour, as with DAMON's pageout action.)
+//! - **Huge pages we promote are held, not probed** ([`ThpPolicy::Hold`],
+//!   issue 5): a PMD-sized folio paged out whole comes back as base pages
+//!   (anonymous swap-in allocates below PMD order), so probing undoes the
+//!   collapse, and this host has no other way to see a huge page's accesses
+//!   (no idle page tracking; smaps' `Referenced` is per VMA). A sample in a
+//!   large folio is answered from a per-2 MiB-unit hold instead: *accessed*
+//!   for `ttl` after the folio is first seen (it is there because it was hot
+//!   when collapsed, or because the program asked for it), then *unknown*
+//!   (counted as not accessed) until the folio goes away. An expired hold
+//!   lets the region go cold; the cold rule then demotes (splits) the unit,
+//!   and its base pages are probed again: hot units are collapsed again,
+//!   cold ones stay split. Nothing is paged out for a held sample. ARCHITECTURE.md,
+//!   "THP and the refault probe", has the trade-off.
 //! - Only private anonymous pages mapped by this process alone are probed:
 //!   file pages, shared anonymous pages, pages shared after fork (pagemap
 //!   "exclusive" bit clear; the kernel would not page them out), the zero
@@ -38,7 +51,7 @@
 //! Needs root: PFNs in pagemap and /proc/kpageflags are root-only, and
 //! `process_madvise` on another process needs CAP_SYS_NICE.
 
-use crate::ops::kpageflags::{KPAGEFLAGS_PATH, KpageFlags, KpageflagsFile};
+use crate::ops::kpageflags::{KPAGEFLAGS_PATH, KpageFlags, KpageflagsFile, PMD_PAGES};
 use crate::ops::pagemap::PagemapEntry;
 use crate::ops::pidfd::ProcTarget;
 use crate::ops::sys::{self, IOV_MAX, MADV_PAGEOUT};
@@ -48,6 +61,7 @@ use crate::{Addr, AddrRange, PAGE_SIZE};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What to do with a sample that falls in a huge (large) folio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,6 +72,11 @@ pub enum ThpPolicy {
     WholeFolio,
     /// Leave it in RAM and report the sample not accessed (counted).
     Skip,
+    /// Leave it in RAM and answer from a hold on its 2 MiB unit: accessed
+    /// for `ttl` after the folio was first seen (spread by ±25 % per unit so
+    /// that units promoted together do not expire together), then unknown
+    /// until the folio is gone. `None`: the hold never expires.
+    Hold { ttl: Option<Duration> },
 }
 
 /// Options of the refault probe.
@@ -97,6 +116,10 @@ pub struct RefaultStats {
     pub refaulted_before_verify: u64,
     /// Samples in a huge or large folio left alone (policy, partly mapped folio, hugetlb).
     pub skipped_huge: u64,
+    /// Samples in a large folio answered *accessed* from its unit's hold ([`ThpPolicy::Hold`]).
+    pub held_huge: u64,
+    /// Samples in a large folio whose hold had expired (reported unknown).
+    pub held_expired: u64,
     /// Samples on file pages, shared anonymous pages, or pages also mapped
     /// by another process (the kernel would not page those out).
     pub skipped_file_or_shared: u64,
@@ -125,6 +148,32 @@ enum Armed {
     /// Not probed (skipped, stayed in RAM, refused): reported not accessed;
     /// [`RefaultStats`] counts why.
     Skipped,
+    /// In a held large folio: accessed while the hold lasts.
+    Held { accessed: bool },
+}
+
+/// The hold on one 2 MiB unit's large folio ([`ThpPolicy::Hold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hold {
+    /// The PMD-aligned block of PFNs the folio lies in: another block means
+    /// another folio (split and collapsed again, or migrated), a new hold.
+    pfn_block: u64,
+    first_seen: Instant,
+    last_seen: Instant,
+}
+
+/// Holds not looked at for this long are forgotten (bounds the map).
+const HOLD_FORGET: Duration = Duration::from_secs(600);
+/// The map is pruned of forgotten holds when it grows past this.
+const HOLD_PRUNE_LEN: usize = 1 << 16;
+/// Bytes of the unit a hold covers (a PMD on x86-64).
+const HOLD_UNIT_BYTES: u64 = 2 << 20;
+
+/// `ttl` spread to 75..125 % by a hash of the unit, so that units collapsed
+/// in the same aggregation do not all expire (and get split) at once.
+fn spread_ttl(ttl: Duration, unit: u64) -> Duration {
+    let h = (unit / HOLD_UNIT_BYTES).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54; // 0..1024
+    ttl.mul_f64(0.75 + h as f64 / 2048.0)
 }
 
 /// A folio paged out whole, and which of its pages were verified out of RAM.
@@ -152,6 +201,10 @@ pub struct RefaultProbe {
     armed_pages: Vec<u64>,
     armed: Vec<Armed>,
     folios: Vec<ArmedFolio>,
+    /// Holds by 2 MiB unit start ([`ThpPolicy::Hold`]).
+    holds: HashMap<u64, Hold>,
+    /// Base pages the last `arm` paged out and saw leave RAM, sorted.
+    paged_by_arm: Vec<u64>,
     stats: RefaultStats,
     common: ProbeStats,
 }
@@ -180,6 +233,8 @@ impl RefaultProbe {
             armed_pages: Vec::new(),
             armed: Vec::new(),
             folios: Vec::new(),
+            holds: HashMap::new(),
+            paged_by_arm: Vec::new(),
             stats: RefaultStats::default(),
             common: ProbeStats::default(),
         })
@@ -187,6 +242,14 @@ impl RefaultProbe {
 
     pub fn target(&self) -> &Arc<ProcTarget> {
         &self.target
+    }
+
+    /// The base pages the last `arm` paged out (and saw leave RAM), sorted:
+    /// swapped now only because they are being probed. A hot one comes back
+    /// within milliseconds; whoever checks a range for swapped pages right
+    /// after an arm (the THP promotion, issue 5) should not count them.
+    pub fn pages_paged_out_by_last_arm(&self) -> &[u64] {
+        &self.paged_by_arm
     }
 
     /// Refault-specific counters.
@@ -307,6 +370,41 @@ impl RefaultProbe {
         Ok(ok)
     }
 
+    /// The state of a sample at `page` (PFN `pfn`) in a large folio, from
+    /// its unit's hold, made now if the unit has none or holds another folio.
+    fn hold(&mut self, page: u64, pfn: u64, ttl: Option<Duration>, now: Instant) -> Armed {
+        let unit = page / HOLD_UNIT_BYTES * HOLD_UNIT_BYTES;
+        let pfn_block = pfn / PMD_PAGES;
+        let fresh = Hold { pfn_block, first_seen: now, last_seen: now };
+        let h = self.holds.entry(unit).or_insert(fresh);
+        if h.pfn_block != pfn_block {
+            *h = fresh;
+        }
+        h.last_seen = now;
+        let accessed = ttl.is_none_or(|t| now.duration_since(h.first_seen) < spread_ttl(t, unit));
+        if accessed {
+            self.stats.held_huge += 1;
+        } else {
+            self.stats.held_expired += 1;
+        }
+        Armed::Held { accessed }
+    }
+
+    /// Units whose hold has expired (their huge page looks idle until it is
+    /// split), and units held now, in bytes.
+    pub fn held_bytes(&self) -> (u64, u64) {
+        let now = Instant::now();
+        let ThpPolicy::Hold { ttl } = self.thp else { return (0, 0) };
+        let expired = self
+            .holds
+            .iter()
+            .filter(|(unit, h)| {
+                ttl.is_some_and(|t| now.duration_since(h.first_seen) >= spread_ttl(t, **unit))
+            })
+            .count() as u64;
+        (expired * HOLD_UNIT_BYTES, self.holds.len() as u64 * HOLD_UNIT_BYTES)
+    }
+
     /// Like [`AccessProbe::check`], with "not probed" told apart from "not accessed".
     pub fn check_states(&mut self, addrs: &[Addr], out: &mut [SampleState]) -> Result<(), ProbeError> {
         assert_eq!(addrs.len(), out.len(), "one result per address");
@@ -315,11 +413,17 @@ impl RefaultProbe {
         self.target.with_pagemap("check sampled pages", |pm| pm.read_addrs(&pages, &mut entries))?;
         // Folios: read each one touched by this check once.
         let mut folio_back: HashMap<usize, bool> = HashMap::new();
+        // Held samples are presumed accessed: not refaults.
+        let mut held = 0u64;
         for (i, p) in pages.iter().enumerate() {
             let state = self.armed_pages.binary_search(&p.0).ok().map(|k| &self.armed[k]);
             out[i] = match state {
-                None | Some(Armed::Skipped) => SampleState::Unknown,
+                None | Some(Armed::Skipped) | Some(Armed::Held { accessed: false }) => SampleState::Unknown,
                 Some(Armed::AccessedEarly) => SampleState::Accessed,
+                Some(Armed::Held { accessed: true }) => {
+                    held += 1;
+                    SampleState::Accessed
+                }
                 Some(Armed::Out) => {
                     if entries[i].present() {
                         SampleState::Accessed
@@ -356,6 +460,7 @@ impl RefaultProbe {
                 SampleState::Unknown => self.common.unknown += 1,
             }
         }
+        self.stats.refaults_seen = self.stats.refaults_seen.saturating_sub(held);
         Ok(())
     }
 }
@@ -373,6 +478,7 @@ impl AccessProbe for RefaultProbe {
         self.armed_pages.clear();
         self.armed.clear();
         self.folios.clear();
+        self.paged_by_arm.clear();
         self.common.arm_calls += 1;
         self.common.addrs_armed += addrs.len() as u64;
 
@@ -420,16 +526,26 @@ impl AccessProbe for RefaultProbe {
         let mut vmas: Option<Vec<AddrRange>> = None;
         // The folio found last: pages of a scan come in order, 512 per THP.
         let mut last_folio: Option<AddrRange> = None;
+        let now = Instant::now();
+        if self.holds.len() > HOLD_PRUNE_LEN {
+            self.holds.retain(|_, h| now.duration_since(h.last_seen) < HOLD_FORGET);
+        }
         for (&(i, pfn), f) in candidates.iter().zip(&flags) {
             let page = pages[i].0;
             if f.zero_page() || f.ksm() {
                 self.stats.skipped_zero_or_ksm += 1;
                 states[i] = Armed::Skipped;
             } else if !f.in_large_folio() && !f.hugetlb() {
+                if !self.holds.is_empty() {
+                    // A base page in a held unit: its folio was split.
+                    self.holds.remove(&(page / HOLD_UNIT_BYTES * HOLD_UNIT_BYTES));
+                }
                 small.push((i, pfn));
             } else if f.hugetlb() || self.thp == ThpPolicy::Skip {
                 self.stats.skipped_huge += 1;
                 states[i] = Armed::Skipped;
+            } else if let ThpPolicy::Hold { ttl } = self.thp {
+                states[i] = self.hold(page, pfn, ttl, now);
             } else if let Some(entry) =
                 last_folio.filter(|r| r.contains(Addr(page))).and_then(|r| folio_of_range.get_mut(&r))
             {
@@ -470,6 +586,7 @@ impl AccessProbe for RefaultProbe {
                 Armed::Skipped
             } else if !after[k].present() {
                 self.stats.pages_armed += 1;
+                self.paged_by_arm.push(pages[i].0);
                 Armed::Out
             } else if after[k].pfn() == Some(pfn) {
                 self.stats.failed_arms += 1;
@@ -515,6 +632,7 @@ impl AccessProbe for RefaultProbe {
         }
         self.armed_pages = pages.iter().map(|p| p.0).collect();
         self.armed = states;
+        self.paged_by_arm.sort_unstable();
         Ok(())
     }
 
@@ -564,6 +682,17 @@ mod tests {
         assert_eq!(merged, vec![(0x3000, 0x3000), (0x9000, 0x3000)]);
         assert_eq!(member_of, vec![0, 0, 0, 1, 1]);
         assert_eq!(merge_adjacent(&[]), (vec![], vec![]));
+    }
+
+    #[test]
+    fn hold_ttls_spread_over_three_quarters_to_five_quarters() {
+        let ttl = Duration::from_secs(100);
+        let spread: Vec<Duration> = (0..4096u64).map(|u| spread_ttl(ttl, u * HOLD_UNIT_BYTES)).collect();
+        assert!(spread.iter().all(|d| *d >= ttl * 3 / 4 && *d < ttl * 5 / 4), "{spread:?}");
+        let min = spread.iter().min().copied().unwrap_or_default();
+        let max = spread.iter().max().copied().unwrap_or_default();
+        assert!(max - min > ttl * 4 / 10, "spread too narrow: {min:?}..{max:?}");
+        assert_eq!(spread_ttl(ttl, 7 * HOLD_UNIT_BYTES), spread_ttl(ttl, 7 * HOLD_UNIT_BYTES + 4096));
     }
 
     #[test]

@@ -58,6 +58,12 @@ enum Object {
     },
     /// Run an engine command, e.g. `etmem engine regions -n PROJ -e region -t TASK`.
     Engine(EngineArgs),
+    /// Record a started project's snapshots to a file (`etmem record -n PROJ -o FILE -d 60s`).
+    Record(etmemd::tools::RecordArgs),
+    /// Reports on a record file: raw, heatmap, wss, stats (text or PNG).
+    Report(etmemd::tools::ReportArgs),
+    /// What this host offers, and which engines, probes and backends work here (no daemon needed).
+    Doctor(etmemd::tools::DoctorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +130,11 @@ fn absolute(p: &Path) -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.object {
+        Object::Report(a) => return ExitCode::from(etmemd::tools::report(a)),
+        Object::Doctor(a) => return ExitCode::from(etmemd::tools::doctor(a, cli.json)),
+        _ => {}
+    }
     let socket = cli
         .socket
         .clone()
@@ -137,6 +148,8 @@ fn main() -> ExitCode {
         }
     };
     let req = match cli.object {
+        Object::Record(a) => return ExitCode::from(etmemd::tools::record(&spec, &a)),
+        Object::Report(_) | Object::Doctor(_) => unreachable!("handled before the socket"),
         Object::Obj { cmd: ObjCmd::Add(f) } | Object::Project { cmd: ProjectCmd::Add(f) } => {
             Request::ObjAdd { file: absolute(&f.file) }
         }
@@ -193,5 +206,6 @@ fn main() -> ExitCode {
             print!("{text}");
             ExitCode::from(EXIT_OK)
         }
+        Response::RecordStarted { .. } | Response::RecordBatch { .. } => ExitCode::from(EXIT_OK),
     }
 }

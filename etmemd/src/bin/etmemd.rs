@@ -44,6 +44,16 @@ struct Args {
     #[arg(short = 'm', long = "mode-systemctl")]
     mode_systemctl: bool,
 
+    /// Serve Prometheus metrics over HTTP at this address (`127.0.0.1:9464`,
+    /// path /metrics). Off by default; loopback only unless
+    /// --metrics-allow-remote.
+    #[arg(long = "metrics", value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
+
+    /// Allow --metrics on a non-loopback address (the figures name processes and cgroups).
+    #[arg(long = "metrics-allow-remote")]
+    metrics_allow_remote: bool,
+
     /// Serve every engine with a test engine that monitors nothing (for the
     /// lifecycle tests only).
     #[arg(long = "test-engine", hide = true)]
@@ -81,7 +91,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             "-m accepted for etmem compatibility; etmemd runs in the foreground (use Type=simple)"
         );
     }
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(etmemd::metrics::bind(addr, args.metrics_allow_remote)?),
+        None => None,
+    };
     let std_listener = server::bind(&spec)?;
+    // What works on this host, and why the rest does not (`etmem doctor`).
+    etmemd::doctor::log(&etmemd::doctor::inspect());
     let factory: Arc<dyn EngineFactory> =
         if args.test_engine { Arc::new(TestEngines) } else { Arc::new(BuiltinEngines) };
     let daemon = Arc::new(Daemon::new(
@@ -103,6 +119,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     rt.block_on(async {
         let listener = tokio::net::UnixListener::from_std(std_listener).context("cannot use the socket")?;
         tracing::info!(socket = %spec, state_dir = %args.state_dir.display(), "etmemd listening");
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(l) = metrics_listener {
+            let l = tokio::net::TcpListener::from_std(l).context("cannot use the metrics socket")?;
+            tracing::info!(addr = %l.local_addr().context("metrics address")?, "serving metrics at /metrics");
+            tokio::spawn(etmemd::metrics::serve(l, Arc::clone(&daemon), async {
+                let _ = metrics_stopped.await;
+            }));
+        }
         let shutdown = async {
             use tokio::signal::unix::{SignalKind, signal};
             let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
@@ -113,6 +137,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         server::serve(listener, Arc::clone(&daemon), access, shutdown).await;
+        let _ = stop_metrics.send(());
         anyhow::Ok(())
     })?;
     let d = Arc::clone(&daemon);

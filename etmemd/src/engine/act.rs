@@ -14,6 +14,9 @@ use std::time::Duration;
 use swap_backends::madvise::UnitResult;
 use swap_backends::{MemAction, MemoryActor, ProcessMadvise, TargetRef};
 
+mod thp;
+pub use thp::ThpState;
+
 /// How often the paged-out ranges are checked against pagemap for pages
 /// that came back (refaults). Costs 8 bytes of pagemap per paged-out page.
 const RECONCILE_INTERVAL_US: u64 = 1_000_000;
@@ -27,10 +30,21 @@ pub struct ActCounters {
     pub prefetched_bytes: u64,
     /// Pages we paged out that the process touched again.
     pub refaulted_pages: u64,
+    /// 2 MiB units collapsed into huge pages (`MADV_COLLAPSE` succeeded).
     pub collapses_done: u64,
+    /// Units the kernel will not collapse (`EINVAL`: no-hugepage mapping, ...).
     pub collapses_refused: u64,
+    /// Units the kernel could not collapse now (`EAGAIN`, `ENOMEM`, ...).
     pub collapses_failed: u64,
+    /// Units left alone because they held swapped-out pages (issue 5: a
+    /// collapse would fault them all back in).
+    pub collapses_skipped_swapped: u64,
+    /// Refused and failed collapses by errno name (`EINVAL`, `EAGAIN`, ...).
+    pub collapse_errors: BTreeMap<String, u64>,
+    /// Huge pages split back (demotion), checked in pagemap after the split.
     pub demotions: u64,
+    /// Splits the kernel took but after which the unit was still huge.
+    pub demotions_failed: u64,
     /// Failed ranges by errno name.
     pub errors: BTreeMap<String, u64>,
     pub action_cpu: Duration,
@@ -44,8 +58,14 @@ pub struct PidActor {
     actor: ProcessMadvise,
     /// Sorted, disjoint ranges we paged out that are still out of RAM.
     paged_out: Vec<AddrRange>,
-    /// Ranges we collapsed into huge pages.
-    huge: Vec<AddrRange>,
+    /// Huge pages and what must not be collapsed (issue 5); kept up to date
+    /// only when a rule collapses or splits (`thp_rules`).
+    thp: ThpState,
+    thp_rules: bool,
+    /// Pages the access probe paged out at its last arm, sorted (refault
+    /// probe): swapped only while being sampled, so they do not keep a unit
+    /// from being collapsed.
+    probe_pages: Vec<u64>,
     last_reconcile_us: u64,
     pub counters: ActCounters,
     pub totals: ClassTotals,
@@ -69,6 +89,62 @@ fn add_range(list: &mut Vec<AddrRange>, r: AddrRange) {
     *list = out;
 }
 
+/// Merge many ranges into a sorted disjoint list at once: the same result
+/// as [`add_range`] for each, in one sort (a page engine pages out tens of
+/// thousands of page runs per round).
+fn add_ranges(list: &mut Vec<AddrRange>, rs: &[AddrRange]) {
+    if rs.is_empty() {
+        return;
+    }
+    list.extend_from_slice(rs);
+    list.sort_by_key(|x| x.start);
+    let mut out: Vec<AddrRange> = Vec::with_capacity(list.len());
+    for x in list.drain(..) {
+        match out.last_mut() {
+            Some(last) if x.start <= last.end => last.end = last.end.max(x.end),
+            _ => out.push(x),
+        }
+    }
+    *list = out;
+}
+
+/// Remove many ranges from a sorted disjoint list at once (the same result
+/// as [`remove_range`] for each).
+fn remove_ranges(list: &mut Vec<AddrRange>, rs: &[AddrRange]) {
+    if rs.is_empty() || list.is_empty() {
+        return;
+    }
+    let mut cut = rs.to_vec();
+    cut.sort_by_key(|x| x.start);
+    let mut merged: Vec<AddrRange> = Vec::with_capacity(cut.len());
+    for x in cut {
+        match merged.last_mut() {
+            Some(last) if x.start <= last.end => last.end = last.end.max(x.end),
+            _ => merged.push(x),
+        }
+    }
+    let mut out = Vec::with_capacity(list.len() + 1);
+    let mut j = 0;
+    for x in list.drain(..) {
+        let mut cur = x.start;
+        while j < merged.len() && merged[j].end <= cur {
+            j += 1;
+        }
+        let mut k = j;
+        while k < merged.len() && merged[k].start < x.end {
+            if merged[k].start > cur {
+                out.push(AddrRange { start: cur, end: merged[k].start });
+            }
+            cur = cur.max(merged[k].end);
+            k += 1;
+        }
+        if cur < x.end {
+            out.push(AddrRange { start: cur, end: x.end });
+        }
+    }
+    *list = out;
+}
+
 /// Remove a range from a sorted disjoint list.
 fn remove_range(list: &mut Vec<AddrRange>, r: AddrRange) {
     let mut out = Vec::with_capacity(list.len() + 1);
@@ -87,24 +163,58 @@ fn remove_range(list: &mut Vec<AddrRange>, r: AddrRange) {
     *list = out;
 }
 
+/// The C name of an errno a collapse or split may get, for counters.
+fn errno_label(errno: i32) -> String {
+    match errno {
+        libc::EINVAL => "EINVAL".into(),
+        libc::EAGAIN => "EAGAIN".into(),
+        libc::ENOMEM => "ENOMEM".into(),
+        libc::EBUSY => "EBUSY".into(),
+        libc::EFAULT => "EFAULT".into(),
+        libc::EPERM => "EPERM".into(),
+        0 => "no progress".into(),
+        n => format!("errno {n}"),
+    }
+}
+
 fn errno_name(errno: i32) -> String {
     std::io::Error::from_raw_os_error(errno).kind().to_string().replace(' ', "_") + &format!("({errno})")
 }
 
 impl PidActor {
     pub fn new(pid: u32, policy: conf::Policy, schemes: Vec<conf::Scheme>) -> PidActor {
+        let thp_rules = policy.promote_thp
+            || policy.demote_thp
+            || schemes.iter().any(|s| matches!(s.action, conf::Action::Hugepage | conf::Action::Nohugepage));
         PidActor {
             pid,
             planner: Planner::new(policy, schemes),
-            actor: ProcessMadvise::default(),
+            // Units holding swapped pages are left out before the collapse,
+            // by `ThpState::leave_out_swapped`, which knows the probe's pages.
+            actor: ProcessMadvise { collapse_swapped_units: true },
             paged_out: Vec::new(),
-            huge: Vec::new(),
+            thp: ThpState::default(),
+            thp_rules,
+            probe_pages: Vec::new(),
             last_reconcile_us: 0,
             counters: ActCounters::default(),
             totals: ClassTotals::default(),
             idle_reason: None,
             paused_full: false,
         }
+    }
+
+    /// Tell the actor which pages the access probe paged out at its last
+    /// arm (sorted), before [`PidActor::on_snapshot`]: a collapse does not
+    /// count them as swapped pages.
+    pub fn set_probe_pages(&mut self, pages: &[u64]) {
+        self.probe_pages.clear();
+        self.probe_pages.extend_from_slice(pages);
+    }
+
+    /// The ranges we paged out that are still out of RAM, sorted and disjoint.
+    pub fn paged_out_ranges(&self) -> &[AddrRange] {
+        &self.paged_out
     }
 
     /// Bytes we paged out that are still out of RAM.
@@ -182,14 +292,20 @@ impl PidActor {
             self.reconcile(proc);
             self.last_reconcile_us = now_us;
         }
+        let no_collapse = if self.thp_rules {
+            self.thp.maybe_refresh(proc, now_us, mem.anon_huge_bytes, &self.probe_pages);
+            self.thp.no_collapse(now_us)
+        } else {
+            Vec::new()
+        };
         let plan = self.planner.plan(&PlanInput {
             now_us,
             snapshot,
             task: TaskMemory { rss_bytes: mem.rss_bytes, swap_bytes: mem.swap_bytes },
             host: HostMemory { total_bytes: host.total_bytes, free_bytes: host.free_bytes },
             paged_out: &self.paged_out,
-            huge: &self.huge,
-            no_collapse: &[],
+            huge: self.thp.huge(),
+            no_collapse: &no_collapse,
         });
         self.totals = plan.totals;
         let mut reasons: Vec<String> = plan.blocked().map(|(rule, why)| format!("{rule}: {why}")).collect();
@@ -219,8 +335,14 @@ impl PidActor {
                 if mem_action == MemAction::Pageout && pause.is_some() {
                     continue;
                 }
-                let ranges: Vec<AddrRange> =
+                let mut ranges: Vec<AddrRange> =
                     mine.iter().filter(|d| d.action == action).map(|d| d.range).collect();
+                if mem_action == MemAction::Collapse {
+                    let (keep, swapped) =
+                        self.thp.leave_out_swapped(proc, &ranges, &self.probe_pages, now_us);
+                    self.counters.collapses_skipped_swapped += swapped.len() as u64;
+                    ranges = keep;
+                }
                 let out = self.actor.apply(TargetRef::process(self.pid, pidfd), &ranges, mem_action);
                 outcome.tried_bytes += out.bytes_tried;
                 outcome.applied_bytes += out.bytes_applied;
@@ -233,39 +355,36 @@ impl PidActor {
                     MemAction::Pageout => {
                         self.counters.paged_out_bytes += out.bytes_applied;
                         if out.errors.is_empty() && out.stopped.is_none() {
-                            for r in &ranges {
-                                add_range(&mut self.paged_out, *r);
-                            }
+                            add_ranges(&mut self.paged_out, &ranges);
                         }
                     }
                     MemAction::Willneed => {
                         self.counters.prefetched_bytes += out.bytes_applied;
-                        for r in &ranges {
-                            remove_range(&mut self.paged_out, *r);
-                        }
+                        remove_ranges(&mut self.paged_out, &ranges);
                     }
                     MemAction::Collapse => {
+                        let c = &mut self.counters;
                         for u in &out.units {
                             match u.result {
-                                UnitResult::Done => {
-                                    self.counters.collapses_done += 1;
-                                    add_range(&mut self.huge, u.range);
+                                UnitResult::Done => c.collapses_done += 1,
+                                UnitResult::Refused { errno } => {
+                                    c.collapses_refused += 1;
+                                    *c.collapse_errors.entry(errno_label(errno)).or_default() += 1;
                                 }
-                                UnitResult::Refused { .. } | UnitResult::SwappedOut => {
-                                    self.counters.collapses_refused += 1
+                                UnitResult::Failed { errno } => {
+                                    c.collapses_failed += 1;
+                                    *c.collapse_errors.entry(errno_label(errno)).or_default() += 1;
                                 }
-                                UnitResult::Failed { .. } => self.counters.collapses_failed += 1,
+                                UnitResult::SwappedOut => c.collapses_skipped_swapped += 1,
                                 UnitResult::NotTried => {}
                             }
                         }
+                        self.thp.on_collapse(&out, now_us);
                     }
                     MemAction::Split => {
-                        for u in &out.units {
-                            if u.result == UnitResult::Done {
-                                self.counters.demotions += 1;
-                                remove_range(&mut self.huge, u.range);
-                            }
-                        }
+                        let (back, kept) = self.thp.on_split(proc, &out);
+                        self.counters.demotions += back;
+                        self.counters.demotions_failed += kept;
                     }
                     MemAction::Cold => {}
                 }
@@ -281,6 +400,62 @@ impl PidActor {
         }
         self.idle_reason = (!reasons.is_empty()).then(|| reasons.join("; "));
     }
+}
+
+/// `project show` lines about THP promotion and demotion over `actors` (the
+/// processes of one task); none when no actor runs a THP rule.
+pub fn thp_extra(actors: &[&PidActor]) -> Vec<(String, String)> {
+    let on: Vec<&&PidActor> = actors.iter().filter(|a| a.thp_rules).collect();
+    if on.is_empty() {
+        return Vec::new();
+    }
+    let sum = |f: &dyn Fn(&PidActor) -> u64| -> u64 { on.iter().map(|a| f(a)).sum() };
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for a in &on {
+        for (k, v) in &a.counters.collapse_errors {
+            *errors.entry(k.clone()).or_default() += v;
+        }
+    }
+    let mut collapses = format!(
+        "{} done, {} refused, {} failed, {} left alone (swapped pages)",
+        sum(&|a| a.counters.collapses_done),
+        sum(&|a| a.counters.collapses_refused),
+        sum(&|a| a.counters.collapses_failed),
+        sum(&|a| a.counters.collapses_skipped_swapped),
+    );
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        collapses.push_str(&format!("; errors: {}", list.join(", ")));
+    }
+    let demotions = format!(
+        "{} split back, {} still huge after a split",
+        sum(&|a| a.counters.demotions),
+        sum(&|a| a.counters.demotions_failed)
+    );
+    let (mut nh, mut refused, mut excluded) = (0, 0, 0);
+    for a in &on {
+        let (x, y, z) = a.thp.no_collapse_bytes();
+        nh += x;
+        refused += y;
+        excluded += z;
+    }
+    let b = crate::render::bytes;
+    let mut state = format!(
+        "huge now {} (pagemap, refreshed {} times); not collapsed: {} no-hugepage mappings, {} refused, {} waiting (swapped pages, failed collapses)",
+        b(sum(&|a| a.thp.huge_bytes())),
+        sum(&|a| a.thp.refreshes),
+        b(nh),
+        b(refused),
+        b(excluded)
+    );
+    if let Some(e) = on.iter().find_map(|a| a.thp.last_error.clone()) {
+        state.push_str(&format!("; last refresh failed: {e}"));
+    }
+    vec![
+        ("thp_collapses".into(), collapses),
+        ("thp_demotions".into(), demotions),
+        ("thp_state".into(), state),
+    ]
 }
 
 #[cfg(test)]
@@ -302,5 +477,24 @@ mod tests {
         assert_eq!(v, vec![r(0x1000, 0x2000), r(0x3000, 0x4000)]);
         remove_range(&mut v, r(0, 0x10000));
         assert!(v.is_empty());
+    }
+
+    #[test]
+    fn batch_merge_and_removal_equal_one_at_a_time() {
+        let adds =
+            [r(0x9000, 0xa000), r(0x1000, 0x3000), r(0x3000, 0x4000), r(0x2000, 0x2800), r(0x6000, 0x7000)];
+        let cuts = [r(0x2000, 0x2400), r(0x6800, 0x9800), r(0x0, 0x1000), r(0x3f00, 0x4000)];
+        let (mut one, mut batch) = (vec![r(0x5000, 0x6000)], vec![r(0x5000, 0x6000)]);
+        for a in adds {
+            add_range(&mut one, a);
+        }
+        add_ranges(&mut batch, &adds);
+        assert_eq!(one, batch);
+        for c in cuts {
+            remove_range(&mut one, c);
+        }
+        remove_ranges(&mut batch, &cuts);
+        assert_eq!(one, batch);
+        assert_eq!(batch, vec![r(0x1000, 0x2000), r(0x2400, 0x3f00), r(0x5000, 0x6800), r(0x9800, 0xa000)]);
     }
 }

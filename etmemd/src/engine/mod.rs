@@ -3,6 +3,9 @@
 //! their snapshots and figures.
 
 pub mod act;
+pub mod cslide;
+pub mod kernel_damon;
+pub mod page;
 pub mod procinfo;
 pub mod region;
 pub mod test_engine;
@@ -27,11 +30,25 @@ pub trait Engine: Send {
     /// The latest snapshot of each process of the task, by pid.
     fn snapshots(&self, task: &str) -> Vec<(u32, Snapshot)>;
 
+    /// The task's snapshot feed, which recorders subscribe to so that they
+    /// get every aggregation; `None` when the engine has none (recorders
+    /// then poll [`Engine::snapshots`] and may miss some).
+    fn feed(&self, task: &str) -> Option<Arc<crate::record::feed::SnapshotFeed>> {
+        let _ = task;
+        None
+    }
+
     /// An engine command (`etmem engine CMD`); `Ok` holds the text to print.
     fn command(&mut self, cmd: &str, task: Option<&str>) -> Result<String, EngineError>;
 
     /// Stop every task. The registry calls it before dropping the engine.
     fn stop(&mut self);
+
+    /// What actually runs, when it differs from the configured kind (etmem's
+    /// `damon` engine on the userspace region engine, say).
+    fn running_as(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What a started project gives its engines.
@@ -92,12 +109,11 @@ impl EngineFactory for BuiltinEngines {
     ) -> Result<Box<dyn Engine>, EngineError> {
         match &engine.kind {
             conf::EngineKind::Region(r) => Ok(Box::new(region::RegionEngine::new(project, engine, r, env)?)),
-            // etmem's damon engine: the kernel-damon engine is not in this
-            // build, so its scheme runs on the userspace region engine, which
-            // works on kernels without DAMON vaddr too.
-            conf::EngineKind::KernelDamon(k) if k.from_etmem => {
-                Ok(Box::new(region::RegionEngine::new(project, engine, &conf::RegionEngine::default(), env)?))
-            }
+            conf::EngineKind::Page(p) => Ok(Box::new(page::PageEngine::new(project, engine, p, env)?)),
+            conf::EngineKind::Cslide(c) => Ok(Box::new(cslide::CslideEngine::new(project, engine, c, env)?)),
+            // The kernel's DAMON; etmem's damon engine falls back to the
+            // userspace region engine where kernel DAMON vaddr is unusable.
+            conf::EngineKind::KernelDamon(k) => kernel_damon::create(project, engine, k, env),
             conf::EngineKind::Thirdparty(t) => Err(EngineError::Unsupported {
                 kind: "thirdparty".into(),
                 reason: format!(

@@ -7,9 +7,11 @@ use super::act::PidActor;
 use super::procinfo::{self, ProcMemory};
 use super::{Engine, EngineEnv, EngineError};
 use crate::protocol::TaskStats;
+use crate::record::feed::{FeedItem, SnapshotFeed};
 use crate::runtime::Backends;
 use damon_core::monitor::{Monitor, MonitorAttrs, TargetId, TargetOps};
 use damon_core::ops::maps::VmaFilter;
+use damon_core::ops::refault::{RefaultOptions, ThpPolicy};
 use damon_core::ops::select::{self, HostEnv, OsProbe, ProbeKind, ProbeOptions};
 use damon_core::ops::{ProbeStats, ProcTarget};
 use damon_core::{AccessProbe, AddrRange, ProbeError, Snapshot};
@@ -33,6 +35,8 @@ struct TaskThread {
     stop: mpsc::Sender<()>,
     handle: Option<JoinHandle<()>>,
     published: Arc<Mutex<Published>>,
+    /// Every aggregation's snapshots, for recorders.
+    feed: Arc<SnapshotFeed>,
 }
 
 impl TaskThread {
@@ -56,11 +60,39 @@ struct RegionSettings {
     backends: Arc<Backends>,
     /// The project will have swap of its own (for probe selection).
     swap_planned: bool,
+    /// How probes treat huge pages ([`probe_options`]).
+    probe_options: ProbeOptions,
+}
+
+/// A huge page promoted by us is held (not probed) for at least this many
+/// `thp_min_age`s before it has to show again that it is in use: at most
+/// about 1 / (1 + this) of a hot unit's time is then spent in base pages.
+const HOLD_PER_THP_MIN_AGE: u32 = 10;
+
+/// How the refault probe treats huge pages (issue 5; ARCHITECTURE.md, "THP
+/// and the refault probe"): without THP rules, as its default (a sampled
+/// huge page is paged out whole); with them, it holds huge pages instead of
+/// paging them out, which would undo every collapse. The hold lasts
+/// `max(cold_min_age, 10 thp_min_age)` when something can demote (then the
+/// unit looks idle, the cold rule splits it, and its base pages are probed
+/// again), for ever otherwise (nothing could split it to look again).
+pub fn probe_options(policy: &conf::Policy, schemes: &[conf::Scheme]) -> ProbeOptions {
+    let promotes = policy.promote_thp || schemes.iter().any(|s| s.action == conf::Action::Hugepage);
+    let demotes = policy.demote_thp || schemes.iter().any(|s| s.action == conf::Action::Nohugepage);
+    let thp = if promotes || demotes {
+        let ttl = policy.cold_min_age.max(policy.thp_min_age * HOLD_PER_THP_MIN_AGE);
+        ThpPolicy::Hold { ttl: demotes.then_some(ttl) }
+    } else {
+        ThpPolicy::default()
+    };
+    ProbeOptions { refault: RefaultOptions { thp, ..RefaultOptions::default() }, ..ProbeOptions::default() }
 }
 
 /// One `region` engine of a started project.
 pub struct RegionEngine {
     name: String,
+    /// Set when another engine kind's config runs here (etmem's `damon`).
+    stands_in_for: Option<String>,
     settings: RegionSettings,
     tasks: BTreeMap<String, TaskThread>,
 }
@@ -111,14 +143,20 @@ impl RegionEngine {
         let mut schemes = project.schemes.clone();
         schemes.extend(engine.kind.schemes().iter().cloned());
         let filter = VmaFilter { file_backed: region.file_backed, ..VmaFilter::anonymous() };
+        let stands_in_for = match &engine.kind {
+            conf::EngineKind::Region(_) => None,
+            other => Some(other.kind_str().to_string()),
+        };
         Ok(RegionEngine {
             name: engine.name.clone(),
+            stands_in_for,
             settings: RegionSettings {
                 attrs,
                 probe: region.probe,
                 forbid_refault: false,
                 filter,
                 policy: project.policy.clone(),
+                probe_options: probe_options(&project.policy, &schemes),
                 schemes,
                 backends: Arc::clone(&env.backends),
                 swap_planned: project
@@ -170,6 +208,7 @@ impl Engine for RegionEngine {
             .map_err(|e| EngineError::Task { task: task.name.clone(), reason: e.to_string() })?;
         let (stop_tx, stop_rx) = mpsc::channel();
         let published = Arc::new(Mutex::new(Published::default()));
+        let feed = SnapshotFeed::new();
         let mut runner = TaskRunner {
             task: task.clone(),
             settings: self.settings.clone(),
@@ -178,6 +217,7 @@ impl Engine for RegionEngine {
             targets: BTreeMap::new(),
             next_id: 0,
             published: Arc::clone(&published),
+            feed: Arc::clone(&feed),
             started: Instant::now(),
             monitor_cpu: Duration::ZERO,
             last_aggregation: None,
@@ -191,7 +231,8 @@ impl Engine for RegionEngine {
                 task: task.name.clone(),
                 reason: format!("cannot start thread: {e}"),
             })?;
-        self.tasks.insert(task.name.clone(), TaskThread { stop: stop_tx, handle: Some(handle), published });
+        self.tasks
+            .insert(task.name.clone(), TaskThread { stop: stop_tx, handle: Some(handle), published, feed });
         Ok(())
     }
 
@@ -204,6 +245,10 @@ impl Engine for RegionEngine {
     fn task_stats(&self, task: &str) -> Option<TaskStats> {
         let t = self.tasks.get(task)?;
         Some(t.published.lock().map(|p| p.stats.clone()).unwrap_or_default())
+    }
+
+    fn feed(&self, task: &str) -> Option<Arc<SnapshotFeed>> {
+        self.tasks.get(task).map(|t| Arc::clone(&t.feed))
     }
 
     fn snapshots(&self, task: &str) -> Vec<(u32, Snapshot)> {
@@ -253,6 +298,10 @@ impl Engine for RegionEngine {
         for (_, mut t) in std::mem::take(&mut self.tasks) {
             t.stop();
         }
+    }
+
+    fn running_as(&self) -> Option<String> {
+        self.stands_in_for.as_ref().map(|k| format!("region, standing in for {k}"))
     }
 }
 
@@ -306,6 +355,7 @@ struct TaskRunner {
     targets: BTreeMap<u32, PidTarget>,
     next_id: u64,
     published: Arc<Mutex<Published>>,
+    feed: Arc<SnapshotFeed>,
     started: Instant,
     monitor_cpu: Duration,
     last_aggregation: Option<Instant>,
@@ -343,8 +393,12 @@ impl TaskRunner {
         let mut next_sample = Instant::now();
         loop {
             if Instant::now() >= next_resolve {
+                let first = self.targets.is_empty();
                 self.resolve();
                 next_resolve = Instant::now() + RESOLVE_INTERVAL;
+                if first {
+                    self.publish(false);
+                }
             }
             let cpu0 = swap_backends::thread_cpu_time();
             let mut ops = Ops { targets: &mut self.targets, filter: &self.settings.filter };
@@ -402,7 +456,7 @@ impl TaskRunner {
 
     fn add_target(&mut self, pid: u32) -> Result<(), String> {
         let proc = Arc::new(ProcTarget::open(pid).map_err(|e| e.to_string())?);
-        let probe = select::build(self.probe_kind, Arc::clone(&proc), &ProbeOptions::default())
+        let probe = select::build(self.probe_kind, Arc::clone(&proc), &self.settings.probe_options)
             .map_err(|e| e.to_string())?;
         let vmas = proc.eligible_vmas(&self.settings.filter).map_err(|e| e.to_string())?;
         let mappings: Vec<AddrRange> = vmas.into_iter().map(|v| v.range).collect();
@@ -444,6 +498,8 @@ impl TaskRunner {
         let host = procinfo::host_memory();
         let now_us = self.started.elapsed().as_micros() as u64;
         let mut published: BTreeMap<u32, Snapshot> = BTreeMap::new();
+        let mut mappings: BTreeMap<u32, Vec<AddrRange>> = BTreeMap::new();
+        let watched = self.feed.is_watched();
         for (id, snap) in snaps {
             let Some(t) = self.targets.values_mut().find(|t| t.id == id) else { continue };
             t.memory = procinfo::proc_memory(t.proc.dir());
@@ -452,10 +508,22 @@ impl TaskRunner {
             if let Ok(vmas) = t.proc.eligible_vmas(&self.settings.filter) {
                 let ranges: Vec<AddrRange> = vmas.into_iter().map(|v| v.range).collect();
                 let mapped = clip(&snap, &ranges);
+                if let OsProbe::Refault(p) = &t.probe {
+                    t.actor.set_probe_pages(p.pages_paged_out_by_last_arm());
+                }
                 t.actor.on_snapshot(&t.proc, &mapped, now_us, t.memory, host, &self.settings.backends);
+                if watched {
+                    mappings.insert(t.proc.pid(), ranges);
+                }
             }
             published.insert(t.proc.pid(), snap);
         }
+        self.feed.publish(|| FeedItem {
+            at: Instant::now(),
+            snapshots: published.clone(),
+            mappings,
+            stats: None,
+        });
         if let Ok(mut p) = self.published.lock() {
             p.snapshots = published;
         }
@@ -506,7 +574,27 @@ impl TaskRunner {
                 "probe_cost".into(),
                 format!("the refault probe paged out {armed} sampled pages; each hot one faults back in"),
             );
+            if let ThpPolicy::Hold { .. } = self.settings.probe_options.refault.thp {
+                let (mut expired, mut held) = (0, 0);
+                for t in self.targets.values() {
+                    if let OsProbe::Refault(p) = &t.probe {
+                        let (e, h) = p.held_bytes();
+                        expired += e;
+                        held += h;
+                    }
+                }
+                s.extra.insert(
+                    "probe_huge_pages".into(),
+                    format!(
+                        "held, not probed: {} ({} expired: idle until split)",
+                        crate::render::bytes(held),
+                        crate::render::bytes(expired)
+                    ),
+                );
+            }
         }
+        let actors: Vec<&PidActor> = self.targets.values().map(|t| &t.actor).collect();
+        s.extra.extend(super::act::thp_extra(&actors));
         let errors: BTreeMap<String, u64> = self
             .targets
             .values()
@@ -515,6 +603,7 @@ impl TaskRunner {
                 *acc.entry(k).or_default() += v;
                 acc
             });
+        s.action_errors = errors.clone();
         if !errors.is_empty() {
             s.extra.insert(
                 "action_errors".into(),

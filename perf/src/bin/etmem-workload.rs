@@ -74,7 +74,7 @@ fn interval_arg(s: &str) -> Result<u64, String> {
 #[command(name = "etmem-workload", version, after_long_help = perf::workload::protocol_help())]
 struct Args {
     /// masim config file, or a JSON workload spec.
-    #[arg(required_unless_present = "size", conflicts_with_all = ["size", "hot", "hot_pattern", "stride", "write_ratio", "duration"])]
+    #[arg(required_unless_present = "size", conflicts_with_all = ["size", "hot", "hot_pattern", "stride", "write_ratio", "duration", "cold_fill_stride"])]
     config: Option<PathBuf>,
 
     /// Shortcut: total size of hot + cold (e.g. 16M, 1G).
@@ -95,6 +95,11 @@ struct Args {
     /// Shortcut: how long to run (60s, 5min; a bare number is seconds), or "forever".
     #[arg(long, value_parser = duration_arg)]
     duration: Option<DurationArg>,
+    /// Shortcut: fill only one page of every this many bytes of the cold
+    /// region (e.g. 64K); the rest is never touched and reads zero (memory
+    /// mapped but barely used, which THP `always` backs with huge pages).
+    #[arg(long, value_parser = size_arg)]
+    cold_fill_stride: Option<u64>,
 
     /// madvise(MADV_HUGEPAGE) on every region (overrides config hints).
     #[arg(long, conflicts_with = "nohugepage")]
@@ -195,6 +200,7 @@ fn build_spec(args: &Args) -> Result<WorkloadSpec> {
             write_ratio: args.write_ratio,
             duration_ms: args.duration.and_then(|d| d.0),
             thp: ThpHint::None,
+            cold_fill_stride_bytes: args.cold_fill_stride,
         }
         .to_spec(page_size)?,
         (None, None) => bail!("give a config file or --size"),

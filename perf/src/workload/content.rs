@@ -4,6 +4,9 @@
 //! The value is a bijective mix (splitmix64) of a key unique to the word, so two
 //! words of the workload never hold the same value (but for the one remapped
 //! zero): a page that comes back at the wrong place, or as zeros, is caught.
+//! A region may be filled sparsely (one page every `fill_stride` bytes, the
+//! rest left untouched and zero), to model memory that is mapped but barely
+//! used, which THP `always` backs with whole huge pages anyway.
 
 /// Bytes per checked word.
 pub const WORD_BYTES: u64 = 8;
@@ -32,6 +35,40 @@ pub fn expected_word(seed: u64, region_index: u32, offset_bytes: u64) -> u64 {
     }
 }
 
+/// What one region's words hold: every word its [`expected_word`], or, in a
+/// sparsely filled region, only the words of the first page of every
+/// `fill_stride` bytes; the other pages are never touched by the fill and
+/// must read zero (an access that stores writes zero there too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionContent {
+    pub seed: u64,
+    pub region_index: u32,
+    /// `(fill_stride, page_size)` of a sparsely filled region.
+    pub sparse: Option<(u64, u64)>,
+}
+
+impl RegionContent {
+    /// Whether the fill wrote the word at `offset_bytes`.
+    #[inline]
+    pub fn is_filled(&self, offset_bytes: u64) -> bool {
+        match self.sparse {
+            None => true,
+            Some((stride, page)) => offset_bytes % stride < page,
+        }
+    }
+
+    /// The value the word at `offset_bytes` holds: [`expected_word`], or 0 in
+    /// a page the sparse fill left alone.
+    #[inline]
+    pub fn expected(&self, offset_bytes: u64) -> u64 {
+        if self.is_filled(offset_bytes) {
+            expected_word(self.seed, self.region_index, offset_bytes)
+        } else {
+            0
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +83,18 @@ mod tests {
             }
         }
         assert_ne!(expected_word(7, 0, 0), expected_word(8, 0, 0));
+    }
+
+    #[test]
+    fn sparse_content_is_zero_between_filled_pages() {
+        let dense = RegionContent { seed: 3, region_index: 1, sparse: None };
+        let sparse = RegionContent { sparse: Some((16384, 4096)), ..dense };
+        assert_eq!(sparse.expected(8), expected_word(3, 1, 8));
+        assert_eq!(sparse.expected(4088), expected_word(3, 1, 4088));
+        assert_eq!(sparse.expected(4096), 0);
+        assert_eq!(sparse.expected(16376), 0);
+        assert_eq!(sparse.expected(16384), dense.expected(16384));
+        assert!((0..4096u64).all(|w| dense.is_filled(w * 8)));
     }
 
     #[test]

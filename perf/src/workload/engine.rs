@@ -5,7 +5,7 @@
 //! may embed it directly. Threads: `threads` access threads plus one conductor
 //! thread that advances phases; phase time excludes time spent paused.
 
-use super::content::{WORD_BYTES, expected_word};
+use super::content::{RegionContent, WORD_BYTES};
 use super::memory::{HUGE_PAGE_SIZE, MapError, Mapping, fill_words, verify_region};
 use super::os;
 use super::protocol::{
@@ -80,8 +80,9 @@ const IDLE: usize = usize::MAX;
 #[derive(Debug)]
 struct Region {
     name: String,
-    index: u32,
     mapping: Mapping,
+    /// What every word holds (index, seed, sparse fill).
+    content: RegionContent,
 }
 
 #[derive(Debug)]
@@ -222,12 +223,18 @@ impl Workload {
             return Err(StartError::NoWork);
         }
         let page_size = os::page_size();
+        spec.validate_for_page_size(page_size)?;
         let mut regions = Vec::with_capacity(spec.regions.len());
         for (i, r) in spec.regions.iter().enumerate() {
             let mapping = Mapping::new(&r.name, r.size_bytes, r.thp, page_size)?;
-            regions.push(Region { name: r.name.clone(), index: i as u32, mapping });
+            let content = RegionContent {
+                seed: options.seed,
+                region_index: i as u32,
+                sparse: r.fill_stride_bytes.map(|s| (s, page_size)),
+            };
+            regions.push(Region { name: r.name.clone(), mapping, content });
         }
-        fill(&regions, options.seed, options.threads)?;
+        fill(&regions, options.threads)?;
 
         let phases = spec
             .phases
@@ -389,7 +396,7 @@ impl Workload {
         let started = Instant::now();
         let mut report = VerifyReport::default();
         for r in &self.shared.regions {
-            verify_region(&r.mapping, &r.name, self.shared.seed, r.index, self.shared.page_size, &mut report);
+            verify_region(&r.mapping, &r.name, &r.content, self.shared.page_size, &mut report);
         }
         report.duration_ms = millis(started.elapsed());
         report
@@ -547,13 +554,14 @@ fn region_infos(spec: &WorkloadSpec, regions: &[Region]) -> Vec<RegionInfo> {
                 hot: spec.hot_regions(0).contains(&r.name.as_str()),
                 hot_phases,
                 thp: spec.regions.get(i).map_or(ThpHint::None, |s| s.thp),
+                fill_stride: spec.regions.get(i).and_then(|s| s.fill_stride_bytes),
             }
         })
         .collect()
 }
 
 /// Fills every region with its expected content, `threads` threads per region.
-fn fill(regions: &[Region], seed: u64, threads: usize) -> Result<(), StartError> {
+fn fill(regions: &[Region], threads: usize) -> Result<(), StartError> {
     for r in regions {
         let words = r.mapping.words();
         let chunk = words.len().div_ceil(threads.max(1)).max(1);
@@ -562,7 +570,7 @@ fn fill(regions: &[Region], seed: u64, threads: usize) -> Result<(), StartError>
                 let first_word = (t * chunk) as u64;
                 std::thread::Builder::new()
                     .name(format!("wl-fill-{t}"))
-                    .spawn_scoped(scope, move || fill_words(part, first_word, seed, r.index))
+                    .spawn_scoped(scope, move || fill_words(part, first_word, &r.content))
                     .map_err(|source| StartError::Thread { role: "fill", index: t, source })?;
             }
             Ok::<(), StartError>(())
@@ -657,8 +665,7 @@ fn access_loop(shared: &Shared, thread: usize) {
         };
         let pattern = &phase.patterns[pick];
         let region = &shared.regions[pattern.region];
-        let sum =
-            run_batch(region, pattern, shared.seed, shared.batch_accesses, &mut rng, &mut cursors[p][pick]);
+        let sum = run_batch(region, pattern, shared.batch_accesses, &mut rng, &mut cursors[p][pick]);
         std::hint::black_box(sum);
         shared.accesses[p].fetch_add(shared.batch_accesses, Ordering::Relaxed);
     }
@@ -669,7 +676,6 @@ fn access_loop(shared: &Shared, thread: usize) {
 fn run_batch(
     region: &Region,
     pattern: &CompiledPattern,
-    seed: u64,
     n: u64,
     rng: &mut Pcg64Mcg,
     cursor: &mut u64,
@@ -699,7 +705,7 @@ fn run_batch(
             sum = sum.wrapping_add(cell.load(Ordering::Relaxed));
         }
         if write {
-            cell.store(expected_word(seed, region.index, word * WORD_BYTES), Ordering::Relaxed);
+            cell.store(region.content.expected(word * WORD_BYTES), Ordering::Relaxed);
         }
     }
     sum
@@ -759,8 +765,18 @@ mod tests {
     fn phases_advance_and_finish() {
         let spec = WorkloadSpec {
             regions: vec![
-                RegionSpec { name: "a".into(), size_bytes: 1 << 20, thp: ThpHint::None },
-                RegionSpec { name: "b".into(), size_bytes: 1 << 20, thp: ThpHint::None },
+                RegionSpec {
+                    name: "a".into(),
+                    size_bytes: 1 << 20,
+                    thp: ThpHint::None,
+                    fill_stride_bytes: None,
+                },
+                RegionSpec {
+                    name: "b".into(),
+                    size_bytes: 1 << 20,
+                    thp: ThpHint::None,
+                    fill_stride_bytes: None,
+                },
             ],
             phases: vec![
                 PhaseSpec {

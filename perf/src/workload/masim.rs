@@ -16,7 +16,8 @@
 //!
 //! Extensions (all optional, so masim's own files parse unchanged):
 //! - region lines may carry more fields after the size: `hugepage` or
-//!   `nohugepage` (a THP hint), `none`, or an init-data file path (masim's
+//!   `nohugepage` (a THP hint), `fill=64K` (fill one page of every 64 KiB,
+//!   the rest stays zero), `none`, or an init-data file path (masim's
 //!   newer format; the file is ignored because our content must stay checkable,
 //!   and a warning says so);
 //! - sizes and strides may carry units (`16M`), durations too (`5s`), and a
@@ -88,8 +89,17 @@ pub fn parse_masim(text: &str, default_rw: RwMode) -> Result<MasimConfig, MasimP
             }
         };
         let mut thp = ThpHint::None;
+        let mut fill_stride_bytes = None;
         for extra in &fields[2..] {
-            match extra.to_ascii_lowercase().as_str() {
+            let lower = extra.to_ascii_lowercase();
+            if let Some(stride) = lower.strip_prefix("fill=") {
+                match parse_size_bytes(stride) {
+                    Ok(b) => fill_stride_bytes = Some(b),
+                    Err(e) => problem(line, format!("fill stride: {e}")),
+                }
+                continue;
+            }
+            match lower.as_str() {
                 "hugepage" | "thp" => thp = ThpHint::Hugepage,
                 "nohugepage" | "nothp" => thp = ThpHint::Nohugepage,
                 "none" | "" => {}
@@ -98,7 +108,7 @@ pub fn parse_masim(text: &str, default_rw: RwMode) -> Result<MasimConfig, MasimP
                 )),
             }
         }
-        regions.push(RegionSpec { name: fields[0].to_owned(), size_bytes, thp });
+        regions.push(RegionSpec { name: fields[0].to_owned(), size_bytes, thp, fill_stride_bytes });
     }
 
     let mut phases = Vec::new();
@@ -211,10 +221,14 @@ mod tests {
 
     #[test]
     fn two_regions_two_phases() {
-        let text = "# regions\na, 8192\nb, 4096, hugepage\n\n# phases\nfirst\n100\na, 1, 64, 3\nb, 0, 4096, 1, ro\n\nidle\nforever\n";
+        let text = "# regions\na, 8192, fill=4K\nb, 4096, hugepage\n\n# phases\nfirst\n100\na, 1, 64, 3\nb, 0, 4096, 1, ro\n\nidle\nforever\n";
         let cfg = parse_masim(text, MASIM_DEFAULT_RW).expect("valid");
         let spec = cfg.spec;
         assert_eq!(spec.regions[1].thp, ThpHint::Hugepage);
+        assert_eq!(
+            (spec.regions[0].fill_stride_bytes, spec.regions[1].fill_stride_bytes),
+            (Some(4096), None)
+        );
         assert_eq!(spec.phases.len(), 2);
         assert_eq!(spec.phases[0].duration_ms, Some(100));
         assert_eq!(spec.phases[0].patterns[0].rw, RwMode::Wo);

@@ -11,7 +11,7 @@
 //! writing through /proc/PID/mem may all touch the same word at once, and
 //! atomics make that well-defined while compiling to plain moves on x86-64.
 
-use super::content::{WORD_BYTES, expected_word};
+use super::content::{RegionContent, WORD_BYTES};
 use super::os;
 use super::protocol::{BadWord, VerifyReport};
 use super::spec::ThpHint;
@@ -150,11 +150,28 @@ impl Drop for Mapping {
     }
 }
 
-/// Stores the expected value into `words`, the region's words starting at index `first_word`.
-pub fn fill_words(words: &[AtomicU64], first_word: u64, seed: u64, region_index: u32) {
-    for (i, w) in words.iter().enumerate() {
-        let offset = (first_word + i as u64) * WORD_BYTES;
-        w.store(expected_word(seed, region_index, offset), Ordering::Relaxed);
+/// Stores the expected value into `words`, the region's words starting at
+/// index `first_word`. In a sparse region only the filled pages are written;
+/// the others are not touched at all (not even read), so they stay unmapped.
+pub fn fill_words(words: &[AtomicU64], first_word: u64, content: &RegionContent) {
+    let start = first_word * WORD_BYTES;
+    let store = |offset: u64| {
+        words[((offset - start) / WORD_BYTES) as usize].store(content.expected(offset), Ordering::Relaxed);
+    };
+    let end = start + words.len() as u64 * WORD_BYTES;
+    match content.sparse {
+        None => (start..end).step_by(WORD_BYTES as usize).for_each(store),
+        Some((stride, page)) => {
+            let mut filled = start / stride * stride;
+            while filled < end {
+                let from = filled.max(start);
+                let to = (filled + page).min(end);
+                if from < to {
+                    (from..to).step_by(WORD_BYTES as usize).for_each(store);
+                }
+                filled += stride;
+            }
+        }
     }
 }
 
@@ -167,8 +184,7 @@ pub const MAX_REPORTED_MISMATCHES: usize = 16;
 pub fn verify_region(
     mapping: &Mapping,
     region_name: &str,
-    seed: u64,
-    region_index: u32,
+    content: &RegionContent,
     page_size: u64,
     report: &mut VerifyReport,
 ) {
@@ -176,7 +192,7 @@ pub fn verify_region(
     let mut last_bad_page = None;
     for (i, w) in mapping.words().iter().enumerate() {
         let offset = i as u64 * WORD_BYTES;
-        let expected = expected_word(seed, region_index, offset);
+        let expected = content.expected(offset);
         let found = w.load(Ordering::Relaxed);
         if found == expected {
             continue;
@@ -217,9 +233,10 @@ mod tests {
         let m = Mapping::new("t", 3 * page + 5, ThpHint::None, page).expect("map");
         assert_eq!(m.range().start.0 % HUGE_PAGE_SIZE, 0);
         assert_eq!(m.len_bytes(), 4 * page);
-        fill_words(m.words(), 0, 9, 1);
+        let content = RegionContent { seed: 9, region_index: 1, sparse: None };
+        fill_words(m.words(), 0, &content);
         let mut report = VerifyReport::default();
-        verify_region(&m, "t", 9, 1, page, &mut report);
+        verify_region(&m, "t", &content, page, &mut report);
         assert!(report.ok);
         assert_eq!(report.bytes_checked, 4 * page);
 
@@ -228,7 +245,7 @@ mod tests {
         w.store(w.load(Ordering::Relaxed) ^ 0xff00, Ordering::Relaxed);
         m.words()[600].store(0, Ordering::Relaxed);
         let mut report = VerifyReport::default();
-        verify_region(&m, "t", 9, 1, page, &mut report);
+        verify_region(&m, "t", &content, page, &mut report);
         assert!(!report.ok);
         assert_eq!(report.bad_words, 2);
         assert_eq!(report.bad_pages, 2);
@@ -238,12 +255,35 @@ mod tests {
     }
 
     #[test]
+    fn sparse_fill_touches_one_page_per_stride_and_verifies() {
+        let page = os::page_size();
+        let m = Mapping::new("s", 16 * page, ThpHint::Nohugepage, page).expect("map");
+        let content = RegionContent { seed: 5, region_index: 0, sparse: Some((4 * page, page)) };
+        // Two fill threads, split in the middle of a filled page's stride.
+        let words = m.words();
+        let half = words.len() / 2 + 3;
+        fill_words(&words[..half], 0, &content);
+        fill_words(&words[half..], half as u64, &content);
+        let resident = os::resident_pages(m.range().start.0 as usize, 16 * page as usize).expect("mincore");
+        assert_eq!(resident, [true, false, false, false].repeat(4), "only the filled pages were touched");
+        let mut report = VerifyReport::default();
+        verify_region(&m, "s", &content, page, &mut report);
+        assert!(report.ok, "{report:?}");
+        // A filled word lost, or a zero page written, is caught.
+        words[1].store(0, Ordering::Relaxed);
+        words[(page / 8 + 1) as usize].store(7, Ordering::Relaxed);
+        let mut report = VerifyReport::default();
+        verify_region(&m, "s", &content, page, &mut report);
+        assert_eq!(report.bad_words, 2);
+    }
+
+    #[test]
     fn wrong_seed_fails_everywhere() {
         let page = os::page_size();
         let m = Mapping::new("t", page, ThpHint::Nohugepage, page).expect("map");
-        fill_words(m.words(), 0, 1, 0);
+        fill_words(m.words(), 0, &RegionContent { seed: 1, region_index: 0, sparse: None });
         let mut report = VerifyReport::default();
-        verify_region(&m, "t", 2, 0, page, &mut report);
+        verify_region(&m, "t", &RegionContent { seed: 2, region_index: 0, sparse: None }, page, &mut report);
         assert_eq!(report.bad_words, page / 8);
         assert_eq!(report.first_bad.len(), MAX_REPORTED_MISMATCHES);
     }

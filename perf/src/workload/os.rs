@@ -92,3 +92,14 @@ pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
     let rc = unsafe { libc::kill(pid, signal) };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
+
+/// Which pages of `[addr, addr + len)` (ours, page-aligned) are resident, by `mincore`.
+#[cfg(test)]
+pub fn resident_pages(addr: usize, len: usize) -> io::Result<Vec<bool>> {
+    let page = page_size() as usize;
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: mincore only writes one byte per page of the range into `vec`,
+    // which has exactly that many bytes; the range is a mapping of ours.
+    let rc = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr()) };
+    if rc == 0 { Ok(vec.iter().map(|b| b & 1 != 0).collect()) } else { Err(io::Error::last_os_error()) }
+}

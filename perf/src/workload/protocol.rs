@@ -66,6 +66,9 @@ pub struct RegionInfo {
     /// Names of the phases that access it.
     pub hot_phases: Vec<String>,
     pub thp: ThpHint,
+    /// Sparse fill: one page of every this many bytes was filled, the rest reads zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_stride: Option<u64>,
 }
 
 impl RegionInfo {
@@ -249,6 +252,7 @@ mod tests {
                 hot: true,
                 hot_phases: vec!["run".into()],
                 thp: ThpHint::None,
+                fill_stride: None,
             }],
             phases: vec!["run".into()],
         });

@@ -41,6 +41,11 @@ pub struct RegionSpec {
     /// Transparent huge page hint given with madvise() right after mapping.
     #[serde(default)]
     pub thp: ThpHint,
+    /// Fill only the first page of every `fill_stride_bytes` (a multiple of
+    /// the page size); the pages between are never touched by the fill and
+    /// read zero. `None`: fill every page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_stride_bytes: Option<u64>,
 }
 
 /// Transparent huge page hint for a region.
@@ -183,6 +188,9 @@ impl WorkloadSpec {
             if r.size_bytes == 0 {
                 problem(format!("regions[{i}].size_bytes"), "size must be above 0".into());
             }
+            if r.fill_stride_bytes == Some(0) {
+                problem(format!("regions[{i}].fill_stride_bytes"), "a fill stride must be above 0".into());
+            }
             // The mapping reserves size + 2 MiB of address space: keep far below 2^47.
             if r.size_bytes > 1 << 44 {
                 problem(format!("regions[{i}].size_bytes"), format!("{} bytes is too large", r.size_bytes));
@@ -225,6 +233,23 @@ impl WorkloadSpec {
         if self.repeat && self.phases.iter().all(|p| p.duration_ms == Some(0)) {
             problem("repeat".into(), "repeating phases that all last 0 ms would spin".into());
         }
+        if problems.is_empty() { Ok(()) } else { Err(SpecError { problems }) }
+    }
+
+    /// Checks what depends on the page size: every fill stride is a multiple of it.
+    pub fn validate_for_page_size(&self, page_size: u64) -> Result<(), SpecError> {
+        let problems: Vec<SpecProblem> = self
+            .regions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let stride = r.fill_stride_bytes?;
+                (stride % page_size.max(1) != 0).then(|| SpecProblem {
+                    path: format!("regions[{i}].fill_stride_bytes"),
+                    message: format!("{stride} is not a multiple of the page size ({page_size})"),
+                })
+            })
+            .collect();
         if problems.is_empty() { Ok(()) } else { Err(SpecError { problems }) }
     }
 
@@ -271,6 +296,9 @@ pub struct HotColdConfig {
     pub duration_ms: Option<u64>,
     /// Hint for both regions.
     pub thp: ThpHint,
+    /// Fill only one page of every this many bytes of the cold region
+    /// (`--cold-fill-stride`): memory that is mapped but barely used.
+    pub cold_fill_stride_bytes: Option<u64>,
 }
 
 impl Default for HotColdConfig {
@@ -283,6 +311,7 @@ impl Default for HotColdConfig {
             write_ratio: 0.0,
             duration_ms: None,
             thp: ThpHint::None,
+            cold_fill_stride_bytes: None,
         }
     }
 }
@@ -317,9 +346,19 @@ impl HotColdConfig {
         if !problems.is_empty() {
             return Err(SpecError { problems });
         }
-        let mut regions = vec![RegionSpec { name: HOT_REGION.into(), size_bytes: hot, thp: self.thp }];
+        let mut regions = vec![RegionSpec {
+            name: HOT_REGION.into(),
+            size_bytes: hot,
+            thp: self.thp,
+            fill_stride_bytes: None,
+        }];
         if total > hot {
-            regions.push(RegionSpec { name: COLD_REGION.into(), size_bytes: total - hot, thp: self.thp });
+            regions.push(RegionSpec {
+                name: COLD_REGION.into(),
+                size_bytes: total - hot,
+                thp: self.thp,
+                fill_stride_bytes: self.cold_fill_stride_bytes,
+            });
         }
         let spec = WorkloadSpec {
             regions,
@@ -337,6 +376,7 @@ impl HotColdConfig {
             repeat: false,
         };
         spec.validate()?;
+        spec.validate_for_page_size(page_size)?;
         Ok(spec)
     }
 }
@@ -377,8 +417,13 @@ mod tests {
     fn validate_reports_every_problem() {
         let spec = WorkloadSpec {
             regions: vec![
-                RegionSpec { name: "a".into(), size_bytes: 0, thp: ThpHint::None },
-                RegionSpec { name: "a".into(), size_bytes: 4096, thp: ThpHint::None },
+                RegionSpec { name: "a".into(), size_bytes: 0, thp: ThpHint::None, fill_stride_bytes: None },
+                RegionSpec {
+                    name: "a".into(),
+                    size_bytes: 4096,
+                    thp: ThpHint::None,
+                    fill_stride_bytes: Some(0),
+                },
             ],
             phases: vec![
                 PhaseSpec { name: "p0".into(), duration_ms: None, patterns: vec![pattern("zz", 1)] },
@@ -393,11 +438,27 @@ mod tests {
             vec![
                 "regions[0].size_bytes",
                 "regions[1].name",
+                "regions[1].fill_stride_bytes",
                 "phases[0].duration_ms",
                 "phases[0].patterns[0].region",
                 "phases[1].patterns"
             ]
         );
+    }
+
+    #[test]
+    fn cold_fill_stride_makes_the_cold_region_sparse() {
+        let cfg = HotColdConfig {
+            size_bytes: 16 << 20,
+            cold_fill_stride_bytes: Some(64 << 10),
+            ..Default::default()
+        };
+        let spec = cfg.to_spec(4096).expect("valid");
+        assert_eq!(spec.regions[0].fill_stride_bytes, None);
+        assert_eq!(spec.regions[1].fill_stride_bytes, Some(64 << 10));
+        let odd = HotColdConfig { cold_fill_stride_bytes: Some(6000), ..cfg };
+        let err = odd.to_spec(4096).expect_err("not a page multiple");
+        assert_eq!(err.problems[0].path, "regions[1].fill_stride_bytes");
     }
 
     #[test]

@@ -1,0 +1,592 @@
+//! `perf/results/tpcc.md` from the run records: the machine and the
+//! configs, then the presentation's three tables (cold-page migration,
+//! engines, THP) as medians over the runs, the issue's goals with a
+//! verdict each, latency percentiles, and every run. Pure but for
+//! [`Machine::describe`].
+
+use super::harness::{BenchConfig, Image, RunRecord, RunStatus, SCENARIOS, median};
+use super::mariadb;
+use std::fmt::Write as _;
+
+/// What the report says about the host.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cpus: usize,
+    pub mem_total_gib: f64,
+    pub kernel: String,
+    pub os: String,
+    pub thp_enabled: String,
+    pub thp_defrag: String,
+}
+
+impl Machine {
+    /// Read the host's description from /proc and /sys.
+    pub fn describe() -> Machine {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|x| x.1.trim().to_string())
+            })
+            .unwrap_or_default();
+        let mem = super::sample::field_kib(&read("/proc/meminfo"), "MemTotal").unwrap_or(0);
+        let os = read("/etc/os-release")
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+            .unwrap_or_default();
+        let bracket = |t: String| {
+            t.split_whitespace()
+                .find(|w| w.starts_with('['))
+                .map(|w| w.trim_matches(['[', ']']).to_string())
+                .unwrap_or_default()
+        };
+        Machine {
+            cpu,
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            mem_total_gib: mem as f64 / (1 << 20) as f64,
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+            os,
+            thp_enabled: bracket(read("/sys/kernel/mm/transparent_hugepage/enabled")),
+            thp_defrag: bracket(read("/sys/kernel/mm/transparent_hugepage/defrag")),
+        }
+    }
+}
+
+/// Everything the report is made from.
+#[derive(Debug)]
+pub struct ReportInput<'a> {
+    pub cfg: &'a BenchConfig,
+    pub mariadb_version: &'a str,
+    pub image: &'a Image,
+    pub machine: &'a Machine,
+    pub records: &'a [RunRecord],
+    /// (file name, text) of the project templates used.
+    pub templates: Vec<(String, String)>,
+    pub date: String,
+    pub elapsed_s: f64,
+    /// False while runs are still going.
+    pub complete: bool,
+}
+
+/// Medians of one scenario's finished runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Medians {
+    pub runs: usize,
+    pub tpm_total: f64,
+    pub tpmc: f64,
+    pub rss_mib: f64,
+    pub rss_window_mib: f64,
+    pub swap_mib: f64,
+    pub sys_used_mib: f64,
+    pub sys_unavailable_mib: f64,
+    pub daemon_cpu_pct: Option<f64>,
+    pub daemon_cpu_pct_all: Option<f64>,
+    pub anon_huge_mib: Option<f64>,
+    pub zram_mib: Option<f64>,
+}
+
+/// How a scenario stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Standing {
+    Measured(Medians),
+    Pending(String),
+    Failed(String),
+    NotRun,
+}
+
+fn opt_median(v: Vec<Option<f64>>) -> Option<f64> {
+    let v: Vec<f64> = v.into_iter().flatten().collect();
+    (!v.is_empty()).then(|| median(v))
+}
+
+/// The standing of scenario `id` in `records`.
+pub fn standing(records: &[RunRecord], id: &str) -> Standing {
+    let mine: Vec<&RunRecord> = records.iter().filter(|r| r.scenario == id).collect();
+    let done: Vec<&RunRecord> = mine.iter().copied().filter(|r| r.status == RunStatus::Done).collect();
+    if !done.is_empty() {
+        let m = |f: fn(&RunRecord) -> f64| median(done.iter().map(|r| f(r)).collect());
+        let o = |f: fn(&RunRecord) -> Option<f64>| opt_median(done.iter().map(|r| f(r)).collect());
+        return Standing::Measured(Medians {
+            runs: done.len(),
+            tpm_total: m(|r| r.tpm_total),
+            tpmc: m(|r| r.tpmc),
+            rss_mib: m(|r| r.rss_mib_end),
+            rss_window_mib: m(|r| r.rss_mib_median),
+            swap_mib: m(|r| r.swap_mib_end),
+            sys_used_mib: m(|r| r.sys_used_mib_median),
+            sys_unavailable_mib: m(|r| r.sys_unavailable_mib_median),
+            daemon_cpu_pct: o(|r| r.daemon_cpu_pct),
+            daemon_cpu_pct_all: o(|r| r.daemon_cpu_pct_all),
+            anon_huge_mib: o(|r| r.anon_huge_mib_end),
+            zram_mib: o(|r| r.zram_used_mib_end),
+        });
+    }
+    for r in &mine {
+        if let RunStatus::Pending(why) = &r.status {
+            return Standing::Pending(why.clone());
+        }
+    }
+    match mine.last().map(|r| &r.status) {
+        Some(RunStatus::Failed(why)) => Standing::Failed(why.clone()),
+        _ => Standing::NotRun,
+    }
+}
+
+fn pct_change(new: f64, base: f64) -> f64 {
+    if base == 0.0 { 0.0 } else { (new - base) / base * 100.0 }
+}
+
+fn signed(v: f64) -> String {
+    format!("{v:+.1} %")
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |x| format!("{x:.digits$}"))
+}
+
+/// One line of text for a status cell (no table-breaking characters).
+fn cell(s: &str) -> String {
+    let one: String = s.lines().next().unwrap_or("").replace('|', "/");
+    if one.len() > 160 {
+        format!("{}…", &one[..one.char_indices().nth(157).map_or(one.len(), |x| x.0)])
+    } else {
+        one
+    }
+}
+
+fn status_text(s: &Standing) -> String {
+    match s {
+        Standing::Measured(m) => format!("{} runs", m.runs),
+        Standing::Pending(why) => format!("pending: {}", cell(why)),
+        Standing::Failed(why) => format!("failed: {}", cell(why)),
+        Standing::NotRun => "not run".into(),
+    }
+}
+
+/// The verdicts on the issue's goals, one line each.
+pub fn goals(records: &[RunRecord]) -> Vec<String> {
+    let base = standing(records, "baseline");
+    let mut out = Vec::new();
+    let Standing::Measured(b) = &base else {
+        return vec!["no baseline measured: no verdict".into()];
+    };
+    // 1. Cold pages: >= 50 % RSS saved for <= 10 % tpmTotal loss.
+    for id in ["cold-zram", "cold-zram-aggressive"] {
+        out.push(match standing(records, id) {
+            Standing::Measured(c) => {
+                let saved = -pct_change(c.rss_mib, b.rss_mib);
+                let loss = -pct_change(c.tpm_total, b.tpm_total);
+                let ok = saved >= 50.0 && loss <= 10.0;
+                format!(
+                    "`{id}` saves >= 50 % of mariadbd's RSS for <= 10 % tpmTotal loss: **{}** — {saved:.1} % saved, {loss:.1} % tpmTotal lost (presentation: 52 % for 17 %)",
+                    if ok { "met" } else { "not met" }
+                )
+            }
+            other => format!("`{id}`: {}", status_text(&other)),
+        });
+    }
+    // 2. Region engine CPU <= 1/10 of the page engine's at equal memory saved.
+    out.push(match (standing(records, "cold-zram"), standing(records, "cold-page")) {
+        (Standing::Measured(r), Standing::Measured(p)) => {
+            let (rc, pc) = (r.daemon_cpu_pct.unwrap_or(0.0), p.daemon_cpu_pct.unwrap_or(0.0));
+            let (rs, ps) = (-pct_change(r.rss_mib, b.rss_mib), -pct_change(p.rss_mib, b.rss_mib));
+            let ok = pc > 0.0 && rc <= pc / 10.0;
+            format!(
+                "Region engine CPU <= 1/10 of the page engine's: **{}** — region {rc:.2} % of a CPU for {rs:.1} % saved, page {pc:.2} % for {ps:.1} % saved",
+                if ok { "met" } else { "not met" }
+            )
+        }
+        (_, Standing::Measured(_)) => "Region vs page engine: the region run is missing".into(),
+        (_, other) => format!("Region engine CPU <= 1/10 of the page engine's: {}", status_text(&other)),
+    });
+    // 3. THP: >= 70 % of always's gain for <= 2 % more memory.
+    out.push(match (standing(records, "thp-always"), standing(records, "thp-promote")) {
+        (Standing::Measured(a), Standing::Measured(p)) => {
+            let gain_always = pct_change(a.tpm_total, b.tpm_total);
+            let gain_ours = pct_change(p.tpm_total, b.tpm_total);
+            let kept = if gain_always > 0.0 { gain_ours / gain_always * 100.0 } else { f64::NAN };
+            let mem = pct_change(p.rss_mib, b.rss_mib);
+            let ok = gain_always > 0.0 && kept >= 70.0 && mem <= 2.0;
+            format!(
+                "THP promotion keeps >= 70 % of THP-always's gain for <= 2 % more memory: **{}** — always {gain_always:+.2} %, ours {gain_ours:+.2} % ({}), mariadbd RSS {mem:+.2} % (presentation: 10.25 % of 12.47 % for +1.31 %)",
+                if ok { "met" } else { "not met" },
+                if kept.is_finite() { format!("{kept:.0} % of always's gain") } else { "always gained nothing here".into() }
+            )
+        }
+        (Standing::Measured(_), other) | (other, _) => format!("THP promotion: {}", status_text(&other)),
+    });
+    out
+}
+
+/// Render the whole results file.
+pub fn render(input: &ReportInput<'_>) -> String {
+    let cfg = input.cfg;
+    let m = input.machine;
+    let records = input.records;
+    let mut o = String::new();
+    let _ = writeln!(o, "# TPC-C on MariaDB under etmemd\n");
+    let _ = writeln!(
+        o,
+        "Issue 8: the etmem DAMON presentation's MySQL + TPC-C tables, reproduced at this machine's scale.\n\
+         Generated by `scripts/tpcc` (`target/release/tpcc bench`) on {}{}; do not edit by hand.\n",
+        input.date,
+        if input.complete { "" } else { " — **partial: runs still going**" }
+    );
+    let _ = writeln!(o, "## Machine and setup\n");
+    let _ = writeln!(
+        o,
+        "- {} × {}, {:.1} GiB RAM, Linux {}, {}; THP `enabled` = {}, `defrag` = {} before the run.",
+        m.cpus, m.cpu, m.mem_total_gib, m.kernel, m.os, m.thp_enabled, m.thp_defrag
+    );
+    let _ = writeln!(
+        o,
+        "- {}, our own `mariadbd` (Debian's mariadb-server-core), unix socket only, data directory under `{}`.",
+        input.mariadb_version,
+        cfg.work_dir.display()
+    );
+    let _ = writeln!(
+        o,
+        "- TPC-C: {} warehouses ({} rows, {} MiB of table files, loaded in {:.0} s, kept as an image and copied for every run), \
+         buffer pool {} MiB (every page of the image is read in at start: `ib_buffer_pool` dumped at 100 %, as a server that has been up for a while).",
+        input.image.warehouses,
+        input.image.rows,
+        input.image.tables_bytes >> 20,
+        input.image.load_s,
+        cfg.buffer_pool_bytes >> 20
+    );
+    let _ = writeln!(
+        o,
+        "- {} terminals, no keying or think time, standard mix (45/43/4/4/4, 1 % new-order rollbacks, 60 % by last name); \
+         {} s warm-up, {} s measured; {} runs per scenario, interleaved; figures are medians over the runs.",
+        cfg.terminals,
+        cfg.warmup.as_secs(),
+        cfg.measure.as_secs(),
+        cfg.runs
+    );
+    let _ = writeln!(
+        o,
+        "- Memory: mariadbd's VmRSS and VmSwap at the end of the measured window; MemTotal − MemFree as the median over the window \
+         (it includes the page cache and zram's compressed pages). etmemd's CPU: utime + stime over the measured window, % of one CPU; \
+         it starts with the project before the warm-up.\n\
+         - On a shared machine other jobs compete for the 2 CPUs (see the load average column): differences in throughput of less \
+         than about 10 % between scenarios are then within the noise.\n\
+         - Whole benchmark: {:.0} min.",
+        input.elapsed_s / 60.0
+    );
+    for note in &cfg.notes {
+        let _ = writeln!(o, "- {note}");
+    }
+    let mut foreign: Vec<&String> = records.iter().flat_map(|r| &r.foreign_swaps).collect();
+    foreign.sort();
+    foreign.dedup();
+    if !foreign.is_empty() {
+        let _ = writeln!(
+            o,
+            "- **Caveat:** swap areas of other jobs were active during some runs ({}); pages paged out \
+             may have gone to them (same or higher priority) instead of the project's own device.",
+            foreign.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let _ = writeln!(o);
+
+    let base = standing(records, "baseline");
+    let b = match &base {
+        Standing::Measured(b) => Some(b.clone()),
+        _ => None,
+    };
+    let change =
+        |v: f64, f: fn(&Medians) -> f64| b.as_ref().map_or("–".into(), |b| signed(pct_change(v, f(b))));
+    let saved = |v: f64| b.as_ref().map_or("–".into(), |b| format!("{:.1} %", -pct_change(v, b.rss_mib)));
+
+    let _ = writeln!(o, "## Goals\n");
+    for g in goals(records) {
+        let _ = writeln!(o, "- {g}");
+    }
+    let _ = writeln!(o);
+
+    let _ = writeln!(o, "## 1. Cold-page migration vs none\n");
+    let _ = writeln!(
+        o,
+        "| scenario | tpmTotal | change | tpmC | VmRSS MiB | VmSwap MiB | RSS saved | MemTotal−MemFree MiB | zram RAM MiB | etmemd CPU % | runs |"
+    );
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for id in ["baseline", "cold-zram", "cold-zram-aggressive", "cold-swapfile"] {
+        row_memory(&mut o, id, &standing(records, id), &change, &saved);
+    }
+    let _ = writeln!(o);
+
+    let _ = writeln!(o, "## 2. Engines: page vs region vs kernel DAMON\n");
+    let _ = writeln!(
+        o,
+        "| engine | etmemd CPU % (measured window) | CPU % (whole run) | memory saved MiB | RSS saved | tpmTotal | change | runs |"
+    );
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---|");
+    for (engine, id) in [("region (zram)", "cold-zram"), ("page (zram)", "cold-page")] {
+        match standing(records, id) {
+            Standing::Measured(s) => {
+                let saved_mib = b.as_ref().map_or("–".into(), |b| format!("{:.0}", b.rss_mib - s.rss_mib));
+                let _ = writeln!(
+                    o,
+                    "| {engine} | {} | {} | {saved_mib} | {} | {:.0} | {} | {} |",
+                    opt(s.daemon_cpu_pct, 2),
+                    opt(s.daemon_cpu_pct_all, 2),
+                    saved(s.rss_mib),
+                    s.tpm_total,
+                    change(s.tpm_total, |b| b.tpm_total),
+                    s.runs
+                );
+            }
+            other => {
+                let _ = writeln!(o, "| {engine} | – | – | – | – | – | – | {} |", status_text(&other));
+            }
+        }
+    }
+    let _ = writeln!(
+        o,
+        "| kernel-damon | – | – | – | – | – | – | not run: this kernel has no DAMON vaddr (and its kdamond belongs to the machine); the kernel-damon engine is exercised in the QEMU guest |"
+    );
+    let _ = writeln!(o);
+
+    let _ = writeln!(o, "## 3. Transparent huge pages\n");
+    let _ = writeln!(
+        o,
+        "| setting | tpmTotal | change vs madvise | mariadbd VmRSS MiB | RSS change | AnonHugePages MiB | MemTotal−MemFree MiB | runs |"
+    );
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---|");
+    for (title, id) in [
+        ("`madvise`, no action", "baseline"),
+        ("`always`", "thp-always"),
+        ("`madvise` + our promotion with demotion", "thp-promote"),
+    ] {
+        match standing(records, id) {
+            Standing::Measured(s) => {
+                let _ = writeln!(
+                    o,
+                    "| {title} | {:.0} | {} | {:.0} | {} | {} | {:.0} | {} |",
+                    s.tpm_total,
+                    change(s.tpm_total, |b| b.tpm_total),
+                    s.rss_mib,
+                    change(s.rss_mib, |b| b.rss_mib),
+                    opt(s.anon_huge_mib, 0),
+                    s.sys_used_mib,
+                    s.runs
+                );
+            }
+            other => {
+                let _ = writeln!(o, "| {title} | – | – | – | – | – | – | {} |", status_text(&other));
+            }
+        }
+    }
+    let _ = writeln!(o);
+
+    let _ = writeln!(o, "## Latency (ms, medians over the runs)\n");
+    let _ = writeln!(o, "| scenario | transaction | p50 | p90 | p95 | p99 | max | retries | failed |");
+    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for sc in SCENARIOS {
+        let done: Vec<&RunRecord> = records
+            .iter()
+            .filter(|r| r.scenario == sc.id && r.status == RunStatus::Done && r.driver.is_some())
+            .collect();
+        if done.is_empty() {
+            continue;
+        }
+        for (i, kind) in super::txn::Kind::ALL.iter().enumerate() {
+            let col = |f: fn(&super::driver::TypeResult) -> f64| {
+                median(
+                    done.iter()
+                        .filter_map(|r| r.driver.as_ref().and_then(|d| d.types.get(i)).map(f))
+                        .collect(),
+                )
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} |",
+                sc.id,
+                kind.name(),
+                col(|t| t.p50_ms),
+                col(|t| t.p90_ms),
+                col(|t| t.p95_ms),
+                col(|t| t.p99_ms),
+                col(|t| t.max_ms),
+                col(|t| t.retries as f64),
+                col(|t| t.failed as f64)
+            );
+        }
+    }
+    let _ = writeln!(o);
+
+    let _ = writeln!(o, "## Every run\n");
+    let _ = writeln!(
+        o,
+        "| scenario | run | status | tpmTotal | tpmC | VmRSS MiB | VmSwap MiB | MemTotal−MemFree MiB | etmemd CPU % | AnonHugePages MiB | load avg | minutes |"
+    );
+    let _ = writeln!(o, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in records {
+        let status = match &r.status {
+            RunStatus::Done => "done".to_string(),
+            RunStatus::Pending(w) => format!("pending: {}", cell(w)),
+            RunStatus::Failed(w) => format!("failed: {}", cell(w)),
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {status} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.1} |",
+            r.scenario,
+            r.run,
+            r.tpm_total,
+            r.tpmc,
+            r.rss_mib_end,
+            r.swap_mib_end,
+            r.sys_used_mib_median,
+            opt(r.daemon_cpu_pct, 2),
+            opt(r.anon_huge_mib_end, 0),
+            opt(r.loadavg_end, 1),
+            r.elapsed_s / 60.0
+        );
+    }
+    let _ = writeln!(o);
+    for sc in SCENARIOS {
+        let last = records.iter().rev().find(|r| r.scenario == sc.id && r.status == RunStatus::Done);
+        if let Some(r) = last.filter(|r| !r.project_show.is_empty()) {
+            let _ = writeln!(
+                o,
+                "`etmem project show` at the end of {} run {}:\n\n```\n{}\n```\n",
+                sc.id,
+                r.run,
+                r.project_show.trim_end()
+            );
+        }
+    }
+
+    let _ = writeln!(o, "## Configs\n");
+    let _ =
+        writeln!(o, "mariadbd command line (per run; `DATADIR` and `RUNDIR` are the run's folders):\n\n```");
+    let args =
+        mariadb::server_args(std::path::Path::new("DATADIR"), std::path::Path::new("RUNDIR"), &cfg.server());
+    let _ = writeln!(o, "mariadbd {}\n```\n", args.join(" \\\n  "));
+    let _ = writeln!(o, "Scenarios:\n");
+    for sc in SCENARIOS {
+        let _ = writeln!(
+            o,
+            "- `{}`: {}{}{}",
+            sc.id,
+            sc.title,
+            sc.project.map_or(String::new(), |p| format!("; project `perf/configs/tpcc/{p}`")),
+            sc.thp.map_or(String::new(), |t| format!("; THP `enabled` = {t} for the run, restored after"))
+        );
+    }
+    let _ = writeln!(o);
+    for (name, text) in &input.templates {
+        let _ = writeln!(
+            o,
+            "`perf/configs/tpcc/{name}` (`@PID@` is mariadbd's pid, `@RUN_DIR@` the run's folder):\n\n```toml\n{}\n```\n",
+            text.trim_end()
+        );
+    }
+    o
+}
+
+fn row_memory(
+    o: &mut String,
+    id: &str,
+    s: &Standing,
+    change: &dyn Fn(f64, fn(&Medians) -> f64) -> String,
+    saved: &dyn Fn(f64) -> String,
+) {
+    let title = SCENARIOS.iter().find(|x| x.id == id).map_or(id, |x| x.title);
+    match s {
+        Standing::Measured(m) => {
+            let _ = writeln!(
+                o,
+                "| {title} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {} | {} | {} |",
+                m.tpm_total,
+                change(m.tpm_total, |b| b.tpm_total),
+                m.tpmc,
+                m.rss_mib,
+                m.swap_mib,
+                saved(m.rss_mib),
+                m.sys_used_mib,
+                opt(m.zram_mib, 0),
+                opt(m.daemon_cpu_pct, 2),
+                m.runs
+            );
+        }
+        other => {
+            let _ = writeln!(o, "| {title} | – | – | – | – | – | – | – | – | – | {} |", status_text(other));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, run: u32, tpm: f64, rss: f64, cpu: Option<f64>) -> RunRecord {
+        let mut r = blank(id, run);
+        r.tpm_total = tpm;
+        r.rss_mib_end = rss;
+        r.daemon_cpu_pct = cpu;
+        r
+    }
+
+    fn blank(id: &str, run: u32) -> RunRecord {
+        RunRecord {
+            scenario: id.into(),
+            run,
+            status: RunStatus::Done,
+            tpm_total: 0.0,
+            tpmc: 0.0,
+            rss_mib_end: 0.0,
+            rss_mib_median: 0.0,
+            swap_mib_end: 0.0,
+            sys_used_mib_median: 0.0,
+            sys_unavailable_mib_median: 0.0,
+            daemon_cpu_pct: None,
+            daemon_cpu_pct_all: None,
+            db_cpu_pct: None,
+            anon_huge_mib_end: None,
+            zram_used_mib_end: None,
+            thp_mode: None,
+            loadavg_end: None,
+            foreign_swaps: Vec::new(),
+            project_show: String::new(),
+            driver: None,
+            samples: Vec::new(),
+            elapsed_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn goals_judge_medians() {
+        let mut recs = vec![
+            rec("baseline", 1, 1000.0, 2000.0, None),
+            rec("baseline", 2, 1100.0, 2000.0, None),
+            rec("baseline", 3, 900.0, 2000.0, None),
+            rec("cold-zram", 1, 950.0, 900.0, Some(2.0)),
+            rec("cold-zram", 2, 940.0, 950.0, Some(2.0)),
+            rec("cold-zram", 3, 500.0, 2000.0, Some(2.0)),
+        ];
+        let mut pending = blank("cold-page", 1);
+        pending.status = RunStatus::Pending("engine page is not in this build".into());
+        recs.push(pending);
+        let g = goals(&recs);
+        assert!(g[0].contains("**met**") && g[0].contains("52.5 % saved"), "{}", g[0]);
+        assert!(g[1].contains("not run"), "{}", g[1]);
+        assert!(g[2].contains("pending: engine page"), "{}", g[2]);
+        assert!(g[3].contains("not run"), "{}", g[3]);
+        recs.push(rec("cold-page", 2, 900.0, 950.0, Some(30.0)));
+        recs.retain(|r| r.status == RunStatus::Done);
+        let g = goals(&recs);
+        assert!(g[2].contains("**met**"), "{}", g[2]);
+    }
+
+    #[test]
+    fn standing_reports_failures_and_pending() {
+        let mut f = blank("thp-always", 1);
+        f.status = RunStatus::Failed("boom\nsecond line".into());
+        assert_eq!(standing(&[f], "thp-always"), Standing::Failed("boom\nsecond line".into()));
+        assert_eq!(standing(&[], "baseline"), Standing::NotRun);
+        assert_eq!(cell("a|b\nc"), "a/b");
+    }
+}
