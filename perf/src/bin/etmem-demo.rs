@@ -68,7 +68,9 @@ fn main() -> anyhow::Result<()> {
     let root = unsafe { libc::geteuid() } == 0;
     if args.simulated || !root {
         if !root {
-            println!("etmem-demo: not root, so no real process or zram device: running on the simulated address space.");
+            println!(
+                "etmem-demo: not root, so no real process or zram device: running on the simulated address space."
+            );
         }
         return simulated(&args);
     }
@@ -125,7 +127,10 @@ fn proc_mem(pid: u32) -> (u64, u64) {
 
 fn real(args: &Args) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("etmem-demo").tempdir().context("temp dir")?;
-    println!("== etmem-demo: {} workload, {} of it hot; cold = idle for {}", args.size, args.hot, args.cold_after);
+    println!(
+        "== etmem-demo: {} workload, {} of it hot; cold = idle for {}",
+        args.size, args.hot, args.cold_after
+    );
     print!("starting the workload (filling memory with checkable data) ... ");
     std::io::stdout().flush().ok();
     let mut child = Child::spawn(["--size", &args.size, "--hot", &args.hot, "--write-ratio", "0.1"])
@@ -189,7 +194,8 @@ compressor = "{compressor}"
     ));
     let guard = DaemonGuard(Arc::clone(&daemon));
     ask(&daemon, Request::ObjAdd { file: cfg_path.clone() })?;
-    if let Response::Done { message: Some(m) } = ask(&daemon, Request::ProjectStart { name: "demo".into() })? {
+    if let Response::Done { message: Some(m) } = ask(&daemon, Request::ProjectStart { name: "demo".into() })?
+    {
         for l in m.lines() {
             println!("  {l}");
         }
@@ -202,10 +208,16 @@ compressor = "{compressor}"
         probe = task_stats(&daemon).and_then(|s| s.probe);
     }
     let probe = probe.unwrap_or_else(|| "not chosen yet".into());
-    println!("embedded etmemd started: region engine, probe {probe}, project config in {}", cfg_path.display());
+    println!(
+        "embedded etmemd started: region engine, probe {probe}, project config in {}",
+        cfg_path.display()
+    );
 
     let start = Instant::now();
-    println!("{:>6}  {:>10}  {:>10}  {:>10}  {:>10}  {:>8}", "time", "RSS", "swapped", "hot", "cold", "regions");
+    println!(
+        "{:>6}  {:>10}  {:>10}  {:>10}  {:>10}  {:>8}",
+        "time", "RSS", "swapped", "hot", "cold", "regions"
+    );
     while start.elapsed() < args.duration && !interrupted() {
         std::thread::sleep(Duration::from_secs(2));
         let (rss, swap) = proc_mem(child.pid());
@@ -243,7 +255,13 @@ compressor = "{compressor}"
     println!();
     println!("{:<22} {:>12} {:>12} {:>10}", "", "before", "after", "change");
     let pct = |a: f64, b: f64| if a > 0.0 { format!("{:+.1} %", (b - a) / a * 100.0) } else { "-".into() };
-    println!("{:<22} {:>12} {:>12} {:>10}", "workload RSS", bytes(rss0), bytes(rss1), pct(rss0 as f64, rss1 as f64));
+    println!(
+        "{:<22} {:>12} {:>12} {:>10}",
+        "workload RSS",
+        bytes(rss0),
+        bytes(rss1),
+        pct(rss0 as f64, rss1 as f64)
+    );
     println!("{:<22} {:>12} {:>12} {:>10}", "workload swapped", bytes(swap0), bytes(swap1), "");
     println!(
         "{:<22} {:>10.1}M/s {:>10.1}M/s {:>10}",
@@ -283,7 +301,8 @@ fn simulated(args: &Args) -> anyhow::Result<()> {
     let size = conf::units::parse_size(&args.size).map_err(|e| anyhow::anyhow!("--size: {e}"))?;
     let scenario = Scenario::static_hot_cold(size, 42);
     let space = Arc::clone(&scenario.space);
-    let attrs = MonitorAttrs { sample_interval_us: 5_000, aggr_interval_us: 100_000, ..MonitorAttrs::default() };
+    let attrs =
+        MonitorAttrs { sample_interval_us: 5_000, aggr_interval_us: 100_000, ..MonitorAttrs::default() };
     let mut monitor = Monitor::new(attrs.clone(), 7)?;
     monitor.add_target(TargetId(1), space.initial_mappings())?;
     let mut probe = SimProbe::new(Arc::clone(&space));
@@ -296,7 +315,11 @@ fn simulated(args: &Args) -> anyhow::Result<()> {
     let total: u64 = space.initial_mappings().iter().map(|r| r.len()).sum();
     let mut paged: Vec<damon_core::AddrRange> = Vec::new();
     let sim_secs = args.duration.as_secs().max(10);
-    println!("== simulated {} process, hot set in the middle; {} s of simulated time", bytes(total), sim_secs);
+    println!(
+        "== simulated {} process, hot set in the middle; {} s of simulated time",
+        bytes(total),
+        sim_secs
+    );
     let ticks_per_sample = (monitor.sample_interval_us() / space.tick_us()).max(1);
     let mut last_print = 0;
     while probe.now() * space.tick_us() < sim_secs * 1_000_000 && !interrupted() {
