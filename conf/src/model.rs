@@ -514,6 +514,10 @@ pub struct Task {
     pub max_threads: u32,
     /// Scan only VMAs marked with etmem's MADV_SWAPFLAG (VmFlags where the kernel has it).
     pub swap_flag: bool,
+    /// Monitor and act on targets that are refused by default: pid 1, kernel
+    /// threads and etmemd itself (TOML `allow_special_target`; root clients only).
+    #[serde(default)]
+    pub allow_special_target: bool,
     /// Page-engine keys (`T`, `swap_threshold`, `dram_percent`).
     pub page: PageTask,
     /// cslide keys, when the engine is cslide.
@@ -536,6 +540,7 @@ impl Task {
             target,
             max_threads: DEFAULT_MAX_THREADS,
             swap_flag: false,
+            allow_special_target: false,
             page: PageTask::default(),
             cslide: None,
             psi: None,

@@ -325,6 +325,7 @@ fn task(t: &Tbl<'_, '_>, d: &mut Diag, project: &str, engine: &str, page: Option
     let mut task = Task::new(project, engine, &name?, target?);
     task.max_threads = t.uint(d, "max_threads", 1, MAX_MAX_THREADS.into()).unwrap_or(DEFAULT_MAX_THREADS);
     task.swap_flag = t.bool(d, "swap_flag").unwrap_or(false);
+    task.allow_special_target = t.bool(d, "allow_special_target").unwrap_or(false);
     task.page = PageTask {
         hot_threshold,
         swap_threshold_bytes: t.size(d, "swap_threshold"),

@@ -487,6 +487,14 @@ const TASK_KEYS: &[KeySpec] = &[
         SCANNED,
         "Scan only VMAs marked with etmem's MADV_SWAPFLAG (needs etmem's kernel patches).",
     ),
+    key(
+        "allow_special_target",
+        "bool",
+        Text("false"),
+        &[],
+        "Also monitor and act on targets refused by default: pid 1, kernel threads and etmemd \
+         itself. Only root clients may add a task with it (see SECURITY.md).",
+    ),
     key("T", "integer 0..=3*loop", Unset, PAGE, "This task's hot threshold (see `[engine] T`)."),
     key("swap_threshold", "size", Unset, SCANNED, "Act on the task only while its RSS is above this."),
     key(

@@ -172,11 +172,39 @@ fn slide_example_config_swaps_the_cold_pages_of_a_real_child() {
 
     // etmem's verdicts: T=1, loop=1: a page scoring >= 1 is hot and stays,
     // a page scoring 0 is cold and is swapped.
-    let snap = snapshot(&d, child.pid());
-    let hot_scored = covered(&snap, &hot, |s| s >= 1);
-    let cold_scored = covered(&snap, &cold, |s| s >= 1);
-    assert!(hot_scored * 100 >= sum(&hot) * 95, "hot pages scored below T: {hot_scored} of {}", sum(&hot));
-    assert!(cold_scored * 100 <= sum(&cold) * 5, "cold pages scored T or more: {cold_scored}");
+    // The snapshot of one whole round, read between rounds with the hot
+    // pages' residency; a round the workload was kept off the CPU for the
+    // whole `sleep` (a loaded CI machine) gives its hot pages no access, so
+    // the verdicts must hold in one of three consecutive rounds, and every
+    // miss is printed.
+    let mut snap = Vec::new();
+    let mut verdicts_ok = false;
+    for attempt in 0..3 {
+        let (s, hot_in) = between_rounds(&d, || (snapshot(&d, child.pid()), resident(&proc, &hot)));
+        let hot_scored = covered(&s, &hot, |x| x >= 1);
+        let cold_scored = covered(&s, &cold, |x| x >= 1);
+        snap = s;
+        if hot_scored * 100 >= sum(&hot) * 95 && cold_scored * 100 <= sum(&cold) * 5 {
+            verdicts_ok = true;
+            break;
+        }
+        println!(
+            "round check {attempt}: hot pages scored >= T {hot_scored} of {} B (resident {hot_in} B), cold pages \
+             scored >= T {cold_scored} of {} B, {} snapshot regions\n{}",
+            sum(&hot),
+            sum(&cold),
+            snap.len(),
+            d.etmem(&["project", "show", "-n", "test"]).stdout
+        );
+        let (n, until) = (stats(&d).0, Instant::now() + Duration::from_secs(30));
+        while stats(&d).0 == n && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(
+        verdicts_ok,
+        "in three rounds, the scores never gave etmem's verdicts (hot >= T, cold < T); see above"
+    );
     let zero: Vec<AddrRange> = snap.iter().filter(|(_, s)| *s == 0).map(|(r, _)| *r).collect();
     let scored: Vec<AddrRange> = snap.iter().filter(|(_, s)| *s >= 1).map(|(r, _)| *r).collect();
     let (zero_out, scored_in) =

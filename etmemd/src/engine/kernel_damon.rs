@@ -304,6 +304,7 @@ impl KernelDamonEngine {
             last_commit: None,
             last_snapshot: None,
             snapshots_read: 0,
+            aggregations: 0,
             snapshots: BTreeMap::new(),
             stats: Vec::new(),
             totals: BTreeMap::new(),
@@ -500,6 +501,8 @@ struct Runner {
     last_commit: Option<Instant>,
     last_snapshot: Option<Instant>,
     snapshots_read: u64,
+    /// Aggregation intervals the kdamond ran through (from wall time while on).
+    aggregations: u64,
     snapshots: BTreeMap<u32, Snapshot>,
     /// Per scheme, as last read.
     stats: Vec<SchemeStats>,
@@ -545,8 +548,7 @@ impl Runner {
             tracing::warn!(project = %self.project, "cannot release kdamond {}: {}", self.index, crate::daemon::chain(&e));
         }
         drop(p);
-        self.running = false;
-        self.kdamond_pid = None;
+        self.went_off();
         self.publish(true, false);
     }
 
@@ -568,10 +570,7 @@ impl Runner {
             match state {
                 Ok(info) if !info.running => {
                     self.sample_kdamond_cpu();
-                    self.kdamond_cpu_done += self.kdamond_cpu_now;
-                    self.kdamond_cpu_now = Duration::ZERO;
-                    self.running = false;
-                    self.kdamond_pid = None;
+                    self.went_off();
                 }
                 // Restarted under us (the pool grew nr_kdamonds for another project).
                 Ok(info) if info.pid != self.kdamond_pid => {
@@ -686,10 +685,7 @@ impl Runner {
                     self.error("stop kdamond", &e);
                     return;
                 }
-                self.kdamond_cpu_done += self.kdamond_cpu_now;
-                self.kdamond_cpu_now = Duration::ZERO;
-                self.running = false;
-                self.kdamond_pid = None;
+                self.went_off();
             }
             return;
         }
@@ -697,9 +693,7 @@ impl Runner {
             if self.running && removed {
                 self.sample_kdamond_cpu();
                 p.command(self.index, StateCommand::Off)?;
-                self.kdamond_cpu_done += self.kdamond_cpu_now;
-                self.kdamond_cpu_now = Duration::ZERO;
-                self.running = false;
+                self.went_off();
                 self.restarts += 1;
             }
             p.stage(self.index, &spec)?;
@@ -750,6 +744,15 @@ impl Runner {
         }
     }
 
+    /// Book-keeping when our kdamond stopped (its CPU time is final).
+    fn went_off(&mut self) {
+        self.kdamond_cpu_done += self.kdamond_cpu_now;
+        self.kdamond_cpu_now = Duration::ZERO;
+        self.running = false;
+        self.kdamond_pid = None;
+        self.last_snapshot = None;
+    }
+
     fn sample_kdamond_cpu(&mut self) {
         if let Some(pid) = self.kdamond_pid
             && let Some(t) = kdamond::thread_cpu_time(pid)
@@ -795,6 +798,10 @@ impl Runner {
         }
         self.snapshots = snaps;
         self.snapshots_read += 1;
+        if let Some(prev) = self.last_snapshot {
+            let us = u64::try_from(prev.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.aggregations += us / aggr_us.max(1);
+        }
         self.last_snapshot = Some(Instant::now());
         if let Err(e) = cmd(StateCommand::UpdateSchemesStats) {
             self.error("update scheme stats", &e);
@@ -821,7 +828,8 @@ impl Runner {
 
     /// Feed the snapshots to the hot guards; commit when the guarded ranges changed.
     fn update_guards(&mut self) {
-        if !self.generated.iter().any(|g| g.guarded) {
+        // Guards are per address space; paddr gets none (build() ignores them).
+        if self.ops == OpsKind::Paddr || !self.generated.iter().any(|g| g.guarded) {
             return;
         }
         let now_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -963,7 +971,8 @@ impl Runner {
             }
             s.paged_out_bytes = Some(paged_out);
             s.quota_exceeded = Some(exceeded);
-            s.aggregations = Some(self.snapshots_read);
+            s.aggregations = Some(self.aggregations);
+            s.extra.insert("snapshots_read".into(), self.snapshots_read.to_string());
             s.last_aggregation_age_s = self.last_snapshot.map(|t| t.elapsed().as_secs_f64());
             // The kdamond serves every target: each task gets its share.
             s.monitor_cpu_s = Some(kdamond_cpu.as_secs_f64() * positions.len() as f64 / nr_targets);
@@ -988,7 +997,7 @@ impl Runner {
                 s.extra.insert(format!("scheme {role}"), format!("tried {tried} B, applied {done} B"));
             }
             let guarded: u64 = pids.iter().filter_map(|p| self.guards.get(p)).map(HotGuard::bytes).sum();
-            if self.generated.iter().any(|g| g.guarded) {
+            if self.ops != OpsKind::Paddr && self.generated.iter().any(|g| g.guarded) {
                 s.extra.insert("hot_guard_bytes".into(), guarded.to_string());
             }
             if host.swap_total_bytes == 0

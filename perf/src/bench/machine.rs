@@ -81,6 +81,12 @@ impl Machine {
     }
 }
 
+/// The THP mode now (`/sys/kernel/mm/transparent_hugepage/enabled`), for an
+/// "at end" line: other programs on a shared machine may change it meanwhile.
+pub fn thp_now() -> String {
+    read_trim("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_else(|| "absent".into())
+}
+
 /// `/proc/loadavg`'s first three fields, for an "at end" line.
 pub fn loadavg_now() -> String {
     read_trim("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(", ")

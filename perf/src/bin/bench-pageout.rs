@@ -552,7 +552,16 @@ fn one_run(args: &Args, d: &EmbeddedDaemon, run: usize, flag: Option<&AtomicBool
     let opts = SpawnOptions { inherit_stderr: true, ..SpawnOptions::default() };
     let mut child = Child::spawn_with(
         &opts,
-        ["--size", args.size.as_str(), "--hot", args.hot.as_str(), "--threads", threads.as_str(), "--quiet"],
+        [
+            "--size",
+            args.size.as_str(),
+            "--hot",
+            args.hot.as_str(),
+            "--threads",
+            threads.as_str(),
+            "--nohugepage",
+            "--quiet",
+        ],
     )
     .context("cannot start etmem-workload")?;
     let cold_bytes: u64 = child.cold_ranges().iter().map(|r| r.len()).sum();
@@ -641,9 +650,10 @@ fn print_report(
     println!("# Pageout throughput: etmemd against raw process_madvise\n");
     println!("{}", machine.markdown());
     println!(
-        "Run time {:.0} s; load average at end {}.\n",
+        "Run time {:.0} s; load average at end {}; THP at end `{}`.\n",
         took.as_secs_f64(),
-        bench::machine::loadavg_now()
+        bench::machine::loadavg_now(),
+        bench::machine::thp_now()
     );
 
     println!("## zram's own single-core rate\n");
@@ -675,7 +685,8 @@ fn print_report(
 
     println!("\n## Pageout through the daemon against raw process_madvise\n");
     println!(
-        "Workload: `etmem-workload --size {} --hot {} --threads {}` (cold region: random, \
+        "Workload: `etmem-workload --size {} --hot {} --threads {} --nohugepage` (base pages \
+         whatever the THP mode; cold region: random, \
          incompressible words, filled once). Both paths page out the same cold pages of the same \
          process in each run; between them the zram device is removed, and swapoff brings every page \
          back; which path goes first alternates. Before both, each run pages the cold memory out and \

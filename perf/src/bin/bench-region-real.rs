@@ -212,7 +212,16 @@ fn run_size(args: &Args, d: &EmbeddedDaemon, mib: u64, flag: Option<&AtomicBool>
     let opts = SpawnOptions { inherit_stderr: true, ..SpawnOptions::default() };
     let mut child = Child::spawn_with(
         &opts,
-        ["--size", size.as_str(), "--hot", args.hot.as_str(), "--threads", threads.as_str(), "--quiet"],
+        [
+            "--size",
+            size.as_str(),
+            "--hot",
+            args.hot.as_str(),
+            "--threads",
+            threads.as_str(),
+            "--nohugepage",
+            "--quiet",
+        ],
     )
     .context("cannot start etmem-workload")?;
     let size_bytes = child.total_bytes();
@@ -309,10 +318,11 @@ fn print_report(args: &Args, machine: &Machine, results: &[SizeResult], took: Du
         "Engine: etmemd's `region` engine embedded in the benchmark process (the etmemd library's \
          Daemon, same requests as `etmem`), probe `refault`, sample {} / aggregation {}, regions {}..{}, \
          policy classification only (`cold_action = \"stat\"`), a {} zram device created by the project. \
-         Workload: `etmem-workload --size S --hot {} --threads {}` (random reads of the hot region; \
+         Workload: `etmem-workload --size S --hot {} --threads {} --nohugepage` (base pages whatever \
+         the THP mode; random reads of the hot region; \
          the cold region is only written once, when filled). Each run: one {} s window without any \
          engine and one {} s window with the engine (after {} s of warm-up), order alternating; \
-         {} runs per size, medians shown. Run time {:.0} s; load average at end {}.\n",
+         {} runs per size, medians shown. Run time {:.0} s; load average at end {}; THP at end `{}`.\n",
         args.sample_interval,
         args.aggr_interval,
         args.min_nr_regions,
@@ -325,7 +335,8 @@ fn print_report(args: &Args, machine: &Machine, results: &[SizeResult], took: Du
         args.warmup_s,
         args.runs,
         took.as_secs_f64(),
-        bench::machine::loadavg_now()
+        bench::machine::loadavg_now(),
+        bench::machine::thp_now()
     );
     println!("## Monitoring CPU time per aggregation\n");
     println!(

@@ -40,6 +40,8 @@ impl Etmemd {
         let state_dir = PathBuf::from(format!("/run/{name}-state"));
         let log = PathBuf::from(format!("/tmp/{name}.log"));
         let _ = std::fs::remove_file(&socket);
+        // A fresh daemon: no projects left from an earlier one of this name.
+        let _ = std::fs::remove_dir_all(&state_dir);
         let mut d = Etmemd { child: None, socket, state_dir, log };
         d.spawn()?;
         Ok(d)
