@@ -1,6 +1,7 @@
 //! Reading a config file on behalf of a client: the daemon opens the path
 //! itself (as etmem does), refusing symlinks, non-regular files, files over
-//! 10 MiB and, unless relaxed, files others could have written.
+//! 10 MiB and, unless relaxed, files another user owns or that others may
+//! read or write.
 
 use crate::registry::Source;
 use std::io::Read;
@@ -29,9 +30,9 @@ pub enum ConfigLoadError {
     #[error("{path}: {size} bytes is larger than the limit of {MAX_CONFIG_BYTES} bytes")]
     TooLarge { path: PathBuf, size: u64 },
     #[error(
-        "{path}: owned by uid {owner}; config files must belong to root or to the requesting user (etmemd --allow-insecure-config relaxes this)"
+        "{path}: owned by uid {owner}; config files must belong to the user who adds them (uid {peer}) (etmemd --allow-insecure-config relaxes this)"
     )]
-    Owner { path: PathBuf, owner: u32 },
+    Owner { path: PathBuf, owner: u32, peer: u32 },
     #[error(
         "{path}: mode {mode:04o} lets other users read or write it; use 0600 or 0400 (etmemd --allow-insecure-config relaxes this)"
     )]
@@ -67,8 +68,12 @@ pub fn load(path: &Path, peer_uid: u32, relaxed: bool) -> Result<(Source, conf::
         return Err(ConfigLoadError::TooLarge { path: path_buf, size: meta.len() });
     }
     if !relaxed {
-        if meta.uid() != 0 && meta.uid() != peer_uid {
-            return Err(ConfigLoadError::Owner { path: path_buf, owner: meta.uid() });
+        // The requesting user's own file (root's for root, as etmem). Not
+        // "root's or the requester's": the daemon reads as root, and its
+        // parse errors quote the file, so a non-root client could otherwise
+        // have it read root's private files (SECURITY.md).
+        if meta.uid() != peer_uid {
+            return Err(ConfigLoadError::Owner { path: path_buf, owner: meta.uid(), peer: peer_uid });
         }
         let mode = meta.mode() & 0o7777;
         if mode & 0o077 != 0 {

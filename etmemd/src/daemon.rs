@@ -138,7 +138,7 @@ impl Daemon {
                         Err(e) => return config_error(e),
                     };
                 let mut reg = self.registry();
-                match reg.add(objects, &source) {
+                match reg.add(objects, &source, peer.uid) {
                     Ok(added) => {
                         tracing::info!(file = %file.display(), ?added, "objects added");
                         self.done(&reg, added.join("\n"))
@@ -294,5 +294,7 @@ fn restore_object(reg: &mut Registry, obj: &SavedObject) -> Result<(), String> {
             }
         }
     }
-    reg.add(objects, &obj.source).map(|_| ()).map_err(|e| chain(&e))
+    // The state directory is the daemon's own (root-owned) record of
+    // requests it accepted, so restoring acts as root.
+    reg.add(objects, &obj.source, 0).map(|_| ()).map_err(|e| chain(&e))
 }

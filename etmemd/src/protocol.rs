@@ -339,7 +339,9 @@ pub mod etmem_compat {
     pub fn parse(line: &[u8]) -> Result<Request, LineError> {
         let text = std::str::from_utf8(line).map_err(|_| LineError::NotText)?;
         let text = text.trim_end_matches(['\0', '\n', '\r']);
-        let mut words = text.split_ascii_whitespace();
+        // Fields are split as etmem's sscanf("%s") splits them: on C's
+        // isspace(), which (unlike split_ascii_whitespace) includes \v.
+        let mut words = text.split([' ', '\t', '\n', '\x0b', '\x0c', '\r']).filter(|w| !w.is_empty());
         let mut field = |key: &'static str| -> Result<Option<String>, LineError> {
             match words.next() {
                 Some(k) if k == key => {}
@@ -457,6 +459,15 @@ mod tests {
             if cut { line.truncate(j) } else { line[j] = byte }
             let _ = etmem_compat::parse(&line);
         }
+    }
+
+    #[test]
+    fn etmem_line_fields_split_on_c_isspace() {
+        // Found by scripts/fuzz-long: a vertical tab ended up inside a value.
+        assert_eq!(
+            etmem_compat::parse(b"proj_name\x0bp file_name - cmd 2 eng_name - eng_cmd - task_name -"),
+            Ok(Request::ProjectStart { name: "p".into() })
+        );
     }
 
     #[test]

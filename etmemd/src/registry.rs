@@ -44,6 +44,13 @@ pub enum RegistryError {
     Empty,
     #[error("engine {engine}: key {key}: {reason}")]
     Unsupported { engine: String, key: &'static str, reason: String },
+    #[error("task {task}: {reason}")]
+    SpecialTarget { task: String, reason: String },
+    #[error(
+        "task {task}: only root may add a task with {key} = true (the client runs as uid {uid})",
+        key = crate::engine::procinfo::ALLOW_SPECIAL_KEY
+    )]
+    SpecialTargetNotRoot { task: String, uid: u32 },
     #[error("project {project}, engine {engine}")]
     Engine {
         project: String,
@@ -73,7 +80,9 @@ impl RegistryError {
             RegistryError::TaskNotExist { .. } => ErrorKind::TaskNotExist,
             RegistryError::EngineMismatch { .. }
             | RegistryError::Empty
-            | RegistryError::Unsupported { .. } => ErrorKind::Config,
+            | RegistryError::Unsupported { .. }
+            | RegistryError::SpecialTarget { .. } => ErrorKind::Config,
+            RegistryError::SpecialTargetNotRoot { .. } => ErrorKind::PermissionDenied,
             RegistryError::Engine { source, .. } => match source {
                 EngineError::NotInBuild { .. } | EngineError::Unsupported { .. } => ErrorKind::Unsupported,
                 EngineError::UnknownCommand { .. } => ErrorKind::InvalidRequest,
@@ -197,8 +206,14 @@ impl Registry {
         self.next_seq
     }
 
-    /// Add every object of a file, or none of them.
-    pub fn add(&mut self, objects: Objects, source: &Source) -> Result<Vec<String>, RegistryError> {
+    /// Add every object of a file, or none of them, for a client with uid
+    /// `peer_uid` (0 when the daemon restores its own state).
+    pub fn add(
+        &mut self,
+        objects: Objects,
+        source: &Source,
+        peer_uid: u32,
+    ) -> Result<Vec<String>, RegistryError> {
         if objects.project.is_none() && objects.engines.is_empty() && objects.tasks.is_empty() {
             return Err(RegistryError::Empty);
         }
@@ -259,6 +274,7 @@ impl Registry {
                 });
             }
         }
+        check_special_targets(&objects, peer_uid)?;
 
         let mut added = Vec::new();
         let mut notes = Vec::new();
@@ -603,6 +619,25 @@ impl Registry {
     }
 }
 
+/// Special targets (pid 1, kernel threads, etmemd): a task may name one
+/// only with `allow_special_target`, and only a root client may set that.
+/// Tasks that name processes by name or cgroup are resolved later; the
+/// engines leave special pids out of them then (`procinfo::resolve_task`).
+fn check_special_targets(objects: &Objects, peer_uid: u32) -> Result<(), RegistryError> {
+    for t in &objects.tasks {
+        if t.allow_special_target {
+            if peer_uid != 0 {
+                return Err(RegistryError::SpecialTargetNotRoot { task: t.name.clone(), uid: peer_uid });
+            }
+        } else if let TaskTarget::Pid(pid) = t.target
+            && let Some(reason) = crate::engine::procinfo::refuse_reason(pid)
+        {
+            return Err(RegistryError::SpecialTarget { task: t.name.clone(), reason });
+        }
+    }
+    Ok(())
+}
+
 /// Stop a project's engines, then its backends.
 fn stop_entry(entry: &mut ProjectEntry) {
     for e in entry.engines.iter_mut() {
@@ -649,6 +684,10 @@ fn project_view(p: &ProjectEntry) -> ProjectView {
         scan: scan_name(&p.spec.scan).to_string(),
         engines,
         backends: p.runtime.as_ref().map(|r| r.backend_views()).unwrap_or_default(),
-        notes: crate::runtime::static_notes(&p.spec),
+        notes: {
+            let mut notes = crate::runtime::static_notes(&p.spec);
+            notes.extend(p.runtime.as_ref().map(|r| r.live_notes()).unwrap_or_default());
+            notes
+        },
     }
 }

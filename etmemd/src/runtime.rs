@@ -3,6 +3,7 @@
 //! from a previous daemon that died — and torn down at stop.
 
 use crate::protocol::{BackendView, ErrorKind};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use swap_backends::{PoolState, SwapFile, SwapPool, ZramSwap};
@@ -123,6 +124,10 @@ impl RuntimeError {
 pub struct Backends {
     zram: Mutex<Vec<ZramSwap>>,
     files: Mutex<Vec<SwapFile>>,
+    /// zram devices of ours that someone else removed (swapoff, reset,
+    /// hot_remove): device path -> why it is no longer ours. They are left
+    /// out of the pool and never touched again; stop drops their records.
+    lost: Mutex<BTreeMap<PathBuf, String>>,
 }
 
 impl Backends {
@@ -132,13 +137,42 @@ impl Backends {
             && self.files.lock().map(|f| f.is_empty()).unwrap_or(true)
     }
 
-    /// The pool's state: room, spilling to the swap file, or full.
+    /// The pool's state: room, spilling to the swap file, or full. zram
+    /// devices that are no longer ours are left out (and logged once).
     pub fn pool(&self) -> Option<SwapPool> {
         let z = self.zram.lock().ok()?;
         let f = self.files.lock().ok()?;
-        let zr: Vec<&ZramSwap> = z.iter().collect();
+        let mut zr: Vec<&ZramSwap> = Vec::with_capacity(z.len());
+        for dev in z.iter() {
+            match dev.lost_reason() {
+                None => zr.push(dev),
+                Some(why) => self.note_lost(dev.device_path(), why),
+            }
+        }
         let fr: Vec<&SwapFile> = f.iter().collect();
         SwapPool::observe(&zr, &fr).ok()
+    }
+
+    fn note_lost(&self, path: PathBuf, why: String) {
+        let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        if let std::collections::btree_map::Entry::Vacant(e) = lost.entry(path) {
+            tracing::warn!(
+                device = %e.key().display(),
+                "swap device {} is gone ({why}): someone else removed it; no longer used, never touched again",
+                e.key().display()
+            );
+            e.insert(why);
+        }
+    }
+
+    /// A line per device of ours someone else removed, for `project show`.
+    pub fn lost_notes(&self) -> Vec<String> {
+        let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        lost.iter()
+            .map(|(p, why)| {
+                format!("backend {} is gone ({why}): removed outside etmemd, no longer used", p.display())
+            })
+            .collect()
     }
 
     /// `None` when pageout may go on; the reason when it must pause.
@@ -146,7 +180,12 @@ impl Backends {
         if self.is_empty() {
             return None;
         }
-        match self.pool()?.state() {
+        let pool = self.pool()?;
+        if pool.devices.is_empty() {
+            // Every device of ours is gone: pageout would go to swap areas that are not ours.
+            return Some("every swap device of the project is gone".into());
+        }
+        match pool.state() {
             PoolState::Full { reasons } => Some(
                 reasons.iter().map(|(p, r)| format!("{} {r}", p.display())).collect::<Vec<_>>().join("; "),
             ),
@@ -276,6 +315,11 @@ impl ProjectRuntime {
 
     pub fn backend_views(&self) -> Vec<BackendView> {
         self.backends.views()
+    }
+
+    /// Notes about the running project's devices (one removed by someone else).
+    pub fn live_notes(&self) -> Vec<String> {
+        self.backends.lost_notes()
     }
 
     /// Remove the project's swap devices (swapoff brings their pages back).

@@ -4,9 +4,12 @@
 //! memory content, usable in-process ([`workload::Workload`]) or as a child
 //! process ([`workload::Child`]).
 //!
-//! [`bench`] holds what the `bench-*` binaries share: an embedded etmemd,
+//! [`bench`](mod@bench) holds what the `bench-*` binaries share: an embedded etmemd,
 //! /proc readings, statistics, the machine description.
+//!
+//! [`daemon_load`] puts a real etmemd under load (`bench-load`, tests/tests/load.rs).
 
 pub mod bench;
+pub mod daemon_load;
 pub mod tpcc;
 pub mod workload;

@@ -280,6 +280,9 @@ fn hot_remove(index: u32) -> io::Result<()> {
 enum Ownership {
     Ours,
     Gone,
+    /// Ours is gone and another device instance has its index (its diskseq
+    /// differs): nothing of ours is left to remove, and that one is not ours.
+    Replaced(String),
     NotOurs(String),
 }
 
@@ -297,7 +300,10 @@ fn ownership(rec: &ZramRecord, created_here: bool) -> Ownership {
     }
     match (rec.diskseq, read_diskseq(rec.index)) {
         (Some(want), Some(have)) if want == have => Ownership::Ours,
-        (Some(want), Some(have)) => Ownership::NotOurs(format!("diskseq is {have}, we created {want}")),
+        (Some(want), Some(have)) => Ownership::Replaced(format!(
+            "zram{} is another device now (diskseq {have}, we created {want})",
+            rec.index
+        )),
         (Some(_), None) => Ownership::NotOurs("cannot read its diskseq".to_string()),
         (None, _) if created_here => Ownership::Ours,
         // Kernels without diskseq: only the swap header can tell.
@@ -322,6 +328,10 @@ fn teardown_device(rec: &ZramRecord, created_here: bool) -> Result<(), ZramTeard
     match ownership(rec, created_here) {
         Ownership::Ours => {}
         Ownership::Gone => return Ok(()),
+        Ownership::Replaced(reason) => {
+            tracing::info!(index, "{reason}: left alone");
+            return Ok(());
+        }
         Ownership::NotOurs(reason) => return Err(ZramTeardownError::NotOurs { index, reason }),
     }
     let path = dev_path(index);
@@ -488,6 +498,17 @@ impl ZramSwap {
         &self.record
     }
 
+    /// `None` while the device is the one we created; otherwise why it is
+    /// not (removed, or another device instance under its index), e.g.
+    /// after someone else swapped it off, reset and removed it.
+    pub fn lost_reason(&self) -> Option<String> {
+        match ownership(&self.record, self.created_here) {
+            Ownership::Ours => None,
+            Ownership::Gone => Some(format!("zram{} no longer exists", self.record.index)),
+            Ownership::Replaced(reason) | Ownership::NotOurs(reason) => Some(reason),
+        }
+    }
+
     /// Sizes, allocator use (mm_stat) and the device's /proc/swaps line.
     pub fn stat(&self) -> Result<ZramStat, ZramStatError> {
         let index = self.record.index;
@@ -555,7 +576,7 @@ pub(crate) fn adopt_or_clean_one(record_path: PathBuf, rec: ZramRecord) -> Resul
     };
     match ownership(&rec, false) {
         Ownership::Gone => return Err(forget(format!("zram{} no longer exists", rec.index))),
-        Ownership::NotOurs(reason) => return Err(forget(reason)),
+        Ownership::NotOurs(reason) | Ownership::Replaced(reason) => return Err(forget(reason)),
         Ownership::Ours => {}
     }
     let path = dev_path(rec.index);

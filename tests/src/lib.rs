@@ -78,18 +78,34 @@ pub struct DaemonConfig {
     pub extra_args: Vec<String>,
 }
 
+/// How the daemon process is launched, beyond its flags (fault tests).
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Extra environment variables (e.g. `LD_PRELOAD` of libfaketime).
+    pub env: Vec<(String, String)>,
+    /// Run etmemd in a new time namespace whose `CLOCK_MONOTONIC` and
+    /// `CLOCK_BOOTTIME` are shifted by this many seconds (time_namespaces(7)).
+    pub clock_offset_s: Option<i64>,
+}
+
 /// A real `etmemd` on a socket in a temporary directory; stopped on drop.
 #[derive(Debug)]
 pub struct TestDaemon {
     dir: tempfile::TempDir,
     child: Option<Child>,
     cfg: DaemonConfig,
+    launch: Launch,
 }
 
 impl TestDaemon {
     pub fn start(cfg: DaemonConfig) -> TestDaemon {
+        TestDaemon::start_with(cfg, Launch::default())
+    }
+
+    /// [`TestDaemon::start`], launched as `launch` says (also on restarts).
+    pub fn start_with(cfg: DaemonConfig, launch: Launch) -> TestDaemon {
         let dir = tempfile::Builder::new().prefix("etmemd-test").tempdir().expect("temp dir");
-        let mut d = TestDaemon { dir, child: None, cfg };
+        let mut d = TestDaemon { dir, child: None, cfg, launch };
         d.spawn();
         d
     }
@@ -115,6 +131,10 @@ impl TestDaemon {
             cmd.arg("--test-engine");
         }
         cmd.args(&self.cfg.extra_args);
+        cmd.envs(self.launch.env.iter().map(|(k, v)| (k, v)));
+        if let Some(offset) = self.launch.clock_offset_s {
+            in_time_namespace(&mut cmd, offset);
+        }
         let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().expect("spawn etmemd");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -204,6 +224,36 @@ impl TestDaemon {
 impl Drop for TestDaemon {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Make `cmd` unshare a time namespace with both clocks shifted by
+/// `offset_s` seconds and enter it at exec (Linux 6.0+ switches a process
+/// into its `time_for_children` namespace on execve).
+fn in_time_namespace(cmd: &mut Command, offset_s: i64) {
+    use std::os::unix::process::CommandExt;
+    let offsets = format!("monotonic {offset_s} 0\nboottime {offset_s} 0\n").into_bytes();
+    let file = c"/proc/self/timens_offsets";
+    // SAFETY: the closure runs between fork and exec and calls only
+    // async-signal-safe functions (unshare, open, write, close) on memory
+    // allocated before the fork; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWTIME) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = libc::write(fd, offsets.as_ptr().cast(), offsets.len());
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if n != offsets.len() as isize {
+                return Err(err);
+            }
+            Ok(())
+        });
     }
 }
 

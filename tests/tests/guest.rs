@@ -4,7 +4,7 @@
 //! reports over the serial console.
 //!
 //! Environment: `ETMEM_GUEST=0` skips; `ETMEM_GUEST_SCENARIOS=a,b` runs a
-//! subset (coexist, monitor, pageout, bench); `ETMEM_GUEST_BENCH=1` runs the
+//! subset (coexist, monitor, pageout, memcg, bench); `ETMEM_GUEST_BENCH=1` runs the
 //! longer benchmark; `ETMEM_GUEST_WRITE_RESULTS=1` writes
 //! perf/results/kernel-damon.md; `ETMEM_GUEST_CACHE` moves the download cache.
 //! `scripts/guest-test` sets these for people.
@@ -48,6 +48,10 @@ fn guest_scenarios() {
         opts.scenarios = s.split(',').map(str::to_string).filter(|s| !s.is_empty()).collect();
     }
     opts.bench = std::env::var("ETMEM_GUEST_BENCH").is_ok_and(|v| v == "1");
+    if opts.bench {
+        // Three workload sizes, three monitors each, 70 s apiece.
+        opts.total_timeout = std::time::Duration::from_secs(40 * 60);
+    }
     let log = target.join("console.log");
     let run = harness::boot(&setup, &initrd, &opts, &log).unwrap_or_else(|e| panic!("guest failed:\n{e}"));
     println!(

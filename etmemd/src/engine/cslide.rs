@@ -592,7 +592,7 @@ impl Worker {
         let mut pids: Vec<PidPages> = Vec::new();
         let mut owner: BTreeMap<u32, String> = BTreeMap::new();
         for (name, t) in tasks {
-            for pid in procinfo::resolve(&t.target).pids {
+            for pid in procinfo::resolve_task(t).pids {
                 let filter = VmaFilter {
                     file_backed: !t.cslide.as_ref().is_some_and(|c| c.anon_only),
                     required_vm_flags: vec!["ht".into()],

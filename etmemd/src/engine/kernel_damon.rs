@@ -53,7 +53,7 @@ pub fn create(
     match KernelDamonEngine::new(project, engine, kd, env) {
         Ok(e) => Ok(Box::new(e)),
         Err(e) if kd.from_etmem && e.can_fall_back() => {
-            let why = e.to_string();
+            let why = e.reason();
             tracing::warn!(project = %project.name, "etmem damon engine on the userspace region engine: {why}");
             let inner =
                 super::region::RegionEngine::new(project, engine, &conf::RegionEngine::default(), env)?;
@@ -72,7 +72,18 @@ struct FallBack {
 
 impl Engine for FallBack {
     fn start_task(&mut self, task: &conf::Task) -> Result<(), EngineError> {
-        self.inner.start_task(task)
+        // When the stand-in cannot run either, say why kernel DAMON was not used too.
+        self.inner.start_task(task).map_err(|e| match e {
+            EngineError::Unsupported { kind, reason } => EngineError::Unsupported {
+                kind,
+                reason: format!(
+                    "{reason}; it stands in for etmem's damon engine, since kernel DAMON is not used here \
+                     either: {}",
+                    self.why
+                ),
+            },
+            other => other,
+        })
     }
     fn stop_task(&mut self, task: &str) {
         self.inner.stop_task(task)
@@ -135,6 +146,15 @@ impl KernelDamonStartError {
     /// Whether etmem's damon engine may run on the userspace region engine instead.
     pub fn can_fall_back(&self) -> bool {
         matches!(self, KernelDamonStartError::Unavailable(_) | KernelDamonStartError::Foreign(_))
+    }
+
+    /// Why, without the advice to use the region engine (for the engine
+    /// that stands in).
+    pub fn reason(&self) -> String {
+        match self {
+            KernelDamonStartError::Foreign(why) => why.clone(),
+            other => other.to_string(),
+        }
     }
 }
 
@@ -614,7 +634,7 @@ impl Runner {
         }
         let mut pids: BTreeSet<u32> = BTreeSet::new();
         for t in &tasks {
-            let r = procinfo::resolve(&t.target);
+            let r = procinfo::resolve_task(t);
             for (pid, why) in &r.refused {
                 if self.refused_logged.insert(*pid) {
                     tracing::warn!(task = %t.name, pid, "not monitored: {why}");
@@ -880,7 +900,7 @@ impl Runner {
         for task in &tasks {
             let pids: Vec<u32> = match (&task.target, self.ops) {
                 (_, OpsKind::Paddr) => vec![0],
-                _ => procinfo::resolve(&task.target)
+                _ => procinfo::resolve_task(task)
                     .pids
                     .into_iter()
                     .filter(|p| self.targets.contains(&TargetKey::Pid(*p)))

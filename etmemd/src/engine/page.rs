@@ -279,6 +279,7 @@ impl Engine for PageEngine {
             rounds: 0,
             last_round: None,
             refused_logged: Vec::new(),
+            pid_history: procinfo::PidHistory::default(),
             last_error: None,
         };
         let stop2 = Arc::clone(&stop);
@@ -534,6 +535,8 @@ struct TaskRunner {
     rounds: u64,
     last_round: Option<Instant>,
     refused_logged: Vec<u32>,
+    /// Keeps a pid task off a reused pid.
+    pid_history: procinfo::PidHistory,
     last_error: Option<String>,
 }
 
@@ -555,7 +558,8 @@ impl TaskRunner {
 
     /// etmem resolves the task's pids at every round.
     fn resolve(&mut self) {
-        let resolved = procinfo::resolve(&self.task.target);
+        let mut resolved = procinfo::resolve_task(&self.task);
+        self.pid_history.filter(&self.task.target, &mut resolved);
         for (pid, why) in &resolved.refused {
             if !self.refused_logged.contains(pid) {
                 tracing::warn!(task = %self.task.name, pid, "not monitored: {why}");

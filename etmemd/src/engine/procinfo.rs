@@ -1,6 +1,7 @@
 //! What engines read about processes and the host: which pids a task names
 //! (pid, process name with its direct children, cgroup), memory figures from
-//! /proc, and which targets are refused (pid 1, kernel threads, etmemd).
+//! /proc, and which targets are refused (pid 1, kernel threads, etmemd)
+//! unless a task sets `allow_special_target`.
 
 use conf::TaskTarget;
 use std::collections::BTreeSet;
@@ -17,17 +18,33 @@ pub struct Resolved {
 /// `PF_KTHREAD` in /proc/PID/stat's flags.
 const PF_KTHREAD: u64 = 0x0020_0000;
 
-/// Why a pid may not be a target, if it may not.
-pub fn refuse_reason(pid: u32) -> Option<String> {
+/// The task key that lets a task target pid 1, kernel threads and etmemd.
+pub const ALLOW_SPECIAL_KEY: &str = "allow_special_target";
+
+/// What makes a pid a special target (init, etmemd itself, a kernel
+/// thread), if it is one. Acting on these can take the whole host down
+/// (init's memory paged out under pressure, a kernel thread has no user
+/// memory to manage, etmemd would page out its own working set), so they are
+/// refused unless the task says otherwise.
+pub fn special_target(pid: u32) -> Option<String> {
     if pid == 1 {
-        return Some("pid 1 (init) is never a target".into());
+        return Some("pid 1 is init".into());
     }
     if pid == std::process::id() {
-        return Some("etmemd does not monitor itself".into());
+        return Some(format!("pid {pid} is etmemd itself"));
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let flags = stat_field(&stat, 9)?.parse::<u64>().ok()?;
     (flags & PF_KTHREAD != 0).then(|| format!("pid {pid} is a kernel thread"))
+}
+
+/// Why a pid may not be a target by default, naming the key that allows it.
+pub fn refuse_reason(pid: u32) -> Option<String> {
+    special_target(pid).map(|what| {
+        format!(
+            "{what}: refused as a target unless the task sets {ALLOW_SPECIAL_KEY} = true (root clients only)"
+        )
+    })
 }
 
 /// Field `n` (1-based, as proc(5) counts) of /proc/PID/stat, past the comm.
@@ -48,10 +65,17 @@ fn all_pids() -> Vec<u32> {
     rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
 }
 
+/// Resolve a task to pids: its target, with special targets (see
+/// [`special_target`]) kept only when the task sets `allow_special_target`.
+pub fn resolve_task(task: &conf::Task) -> Resolved {
+    resolve(&task.target, task.allow_special_target)
+}
+
 /// Resolve a task's target to pids, as etmem does: a pid as given (if it
 /// lives), a name as every process with that exact comm plus their direct
 /// children (read from /proc, no pgrep), a cgroup as its member processes.
-pub fn resolve(target: &TaskTarget) -> Resolved {
+/// Special targets go to `refused` unless `allow_special`.
+pub fn resolve(target: &TaskTarget, allow_special: bool) -> Resolved {
     let mut wanted: BTreeSet<u32> = BTreeSet::new();
     match target {
         TaskTarget::Pid(p) => {
@@ -87,7 +111,7 @@ pub fn resolve(target: &TaskTarget) -> Resolved {
     }
     let mut out = Resolved::default();
     for p in wanted {
-        match refuse_reason(p) {
+        match refuse_reason(p).filter(|_| !allow_special) {
             Some(why) => out.refused.push((p, why)),
             None => {
                 out.pids.insert(p);
@@ -95,6 +119,61 @@ pub fn resolve(target: &TaskTarget) -> Resolved {
         }
     }
     out
+}
+
+/// `(state, start time)` of a process, from /proc/PID/stat fields 3 and 22
+/// (the start time in clock ticks after boot).
+fn state_and_start(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat_field(&stat, 3)?.chars().next()?;
+    let start = stat_field(&stat, 22)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// What a task's engine thread remembers from one resolve to the next, so
+/// that a `pid` task stays on the process it found first: once that process
+/// has exited, a new process handed the same pid is refused, never monitored
+/// (ARCHITECTURE.md: a reused pid is never touched; issue 10). Processes that
+/// have exited but are not reaped yet (zombies) are left out of every task:
+/// they have no memory left, and trying to monitor one fails at each resolve.
+#[derive(Debug, Clone, Default)]
+pub struct PidHistory {
+    /// (pid, start time) of the process a `pid` task found first.
+    first: Option<(u32, u64)>,
+}
+
+impl PidHistory {
+    /// Leave zombies and a reused pid out of `resolved` (the latter goes to `refused`).
+    pub fn filter(&mut self, target: &TaskTarget, resolved: &mut Resolved) {
+        let mut reused = None;
+        resolved.pids.retain(|&pid| {
+            // Gone meanwhile: opening it fails, as for any vanished process.
+            let Some((state, start)) = state_and_start(pid) else { return true };
+            if matches!(state, 'Z' | 'X') {
+                return false;
+            }
+            if *target == TaskTarget::Pid(pid) {
+                match self.first {
+                    None => self.first = Some((pid, start)),
+                    Some((_, first)) if first != start => {
+                        reused = Some(pid);
+                        return false;
+                    }
+                    Some(_) => {}
+                }
+            }
+            true
+        });
+        if let Some(pid) = reused {
+            resolved.refused.push((
+                pid,
+                format!(
+                    "pid {pid} was reused: the task's process exited and another process has its pid now \
+                     (a pid task never follows a reused pid)"
+                ),
+            ));
+        }
+    }
 }
 
 /// A process's memory, from /proc/PID/status and smaps_rollup.
@@ -166,21 +245,69 @@ mod tests {
 
     #[test]
     fn init_ourselves_and_kernel_threads_are_refused() {
-        assert!(refuse_reason(1).is_some());
-        assert!(refuse_reason(std::process::id()).is_some());
+        assert!(refuse_reason(1).is_some_and(|r| r.contains("init") && r.contains(ALLOW_SPECIAL_KEY)));
+        assert!(refuse_reason(std::process::id()).is_some_and(|r| r.contains("etmemd itself")));
         // kthreadd is pid 2 on every Linux system.
         assert!(refuse_reason(2).is_some_and(|r| r.contains("kernel thread")));
+        // Above PID_MAX_LIMIT: never a live pid, nothing to refuse.
+        assert_eq!(refuse_reason(4_194_304), None);
+    }
+
+    #[test]
+    fn allow_special_target_keeps_special_pids() {
+        for pid in [1, 2, std::process::id()] {
+            let strict = resolve(&TaskTarget::Pid(pid), false);
+            assert!(strict.pids.is_empty() && strict.refused.iter().any(|(p, _)| *p == pid), "{strict:?}");
+            let mut task = conf::Task::new("p", "e", "t", TaskTarget::Pid(pid));
+            assert_eq!(resolve_task(&task), strict);
+            task.allow_special_target = true;
+            let allowed = resolve_task(&task);
+            assert!(allowed.pids.contains(&pid) && allowed.refused.is_empty(), "{allowed:?}");
+        }
+    }
+
+    #[test]
+    fn a_reused_pid_and_zombies_are_left_out() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+        let pid = child.id();
+        let target = TaskTarget::Pid(pid);
+        let mut history = PidHistory::default();
+        let mut r = resolve(&target, false);
+        history.filter(&target, &mut r);
+        assert!(r.pids.contains(&pid), "{r:?}");
+        // The same process again: kept.
+        let mut r = resolve(&target, false);
+        history.filter(&target, &mut r);
+        assert!(r.pids.contains(&pid), "{r:?}");
+        // Another process with this pid (another start time): refused, with the reason.
+        let (_, start) = state_and_start(pid).expect("stat");
+        let mut other = PidHistory { first: Some((pid, start + 1)) };
+        let mut r = resolve(&target, false);
+        other.filter(&target, &mut r);
+        assert!(r.pids.is_empty(), "{r:?}");
+        assert!(r.refused.iter().any(|(p, why)| *p == pid && why.contains("reused")), "{r:?}");
+        // Killed, not reaped: a zombie is no target.
+        child.kill().expect("kill");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while state_and_start(pid).is_some_and(|(s, _)| s != 'Z') && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut r = resolve(&target, false);
+        assert!(r.pids.contains(&pid), "the zombie is still in /proc: {r:?}");
+        history.filter(&target, &mut r);
+        assert!(r.pids.is_empty() && r.refused.is_empty(), "{r:?}");
+        let _ = child.wait();
     }
 
     #[test]
     fn a_name_resolves_to_the_process_and_its_children() {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
-        let r = resolve(&TaskTarget::Name("sleep".into()));
+        let r = resolve(&TaskTarget::Name("sleep".into()), false);
         assert!(r.pids.contains(&child.id()), "{r:?}");
-        let r = resolve(&TaskTarget::Pid(child.id()));
+        let r = resolve(&TaskTarget::Pid(child.id()), false);
         assert_eq!(r.pids.iter().copied().collect::<Vec<_>>(), vec![child.id()]);
         let _ = child.kill();
         let _ = child.wait();
-        assert!(resolve(&TaskTarget::Pid(child.id())).pids.is_empty());
+        assert!(resolve(&TaskTarget::Pid(child.id()), false).pids.is_empty());
     }
 }

@@ -222,6 +222,7 @@ impl Engine for RegionEngine {
             monitor_cpu: Duration::ZERO,
             last_aggregation: None,
             refused_logged: Vec::new(),
+            pid_history: procinfo::PidHistory::default(),
             last_error: None,
         };
         let handle = std::thread::Builder::new()
@@ -360,6 +361,8 @@ struct TaskRunner {
     monitor_cpu: Duration,
     last_aggregation: Option<Instant>,
     refused_logged: Vec<u32>,
+    /// Keeps a pid task off a reused pid.
+    pid_history: procinfo::PidHistory,
     last_error: Option<String>,
 }
 
@@ -427,7 +430,8 @@ impl TaskRunner {
 
     /// Add new processes of the task, drop the ones that are gone.
     fn resolve(&mut self) {
-        let resolved = procinfo::resolve(&self.task.target);
+        let mut resolved = procinfo::resolve_task(&self.task);
+        self.pid_history.filter(&self.task.target, &mut resolved);
         for (pid, why) in &resolved.refused {
             if !self.refused_logged.contains(pid) {
                 tracing::warn!(task = %self.task.name, pid, "not monitored: {why}");

@@ -116,7 +116,10 @@ fn extra_f(v: &Value, key: &str) -> f64 {
 }
 
 fn survey() -> Vec<KdamondInfo> {
-    DamonSysfs::system().survey().unwrap_or_default()
+    DamonSysfs::system().survey().unwrap_or_else(|e| {
+        note(format!("cannot survey the kdamonds: {}", swap_backends::error_chain(&e)));
+        Vec::new()
+    })
 }
 
 fn kernel_damon_toml(project: &str, process: &str, policy: &str) -> String {
@@ -288,6 +291,9 @@ fn coexist(_ctx: &Ctx) -> Result<Outcome, String> {
     Ok(out)
 }
 
+/// Snapshots read in a row to judge what a monitor found hot.
+const HOT_ROUNDS: usize = 3;
+
 /// Hot-set figures of one snapshot against the workload.
 fn judge(snap: &Snapshot, wl: &Child) -> (Vec<AddrRange>, Match) {
     let within: Vec<AddrRange> = wl.regions().iter().map(|r| r.range()).collect();
@@ -312,10 +318,20 @@ fn monitor(_ctx: &Ctx) -> Result<Outcome, String> {
     d.ok(&["project", "start", "-n", "kd-watch"])?;
     d.ok(&["project", "start", "-n", "rg-watch"])?;
     sleep_s(40);
-    let kd = snapshot_of(&d, "kd-watch", "kernel-damon", pid, Duration::from_secs(30))?;
-    let rg = snapshot_of(&d, "rg-watch", "region", pid, Duration::from_secs(30))?;
-    let (kd_hot, kd_m) = judge(&kd, &wl);
-    let (rg_hot, rg_m) = judge(&rg, &wl);
+    // What each engine saw accessed over a few aggregations in a row (one
+    // 100 ms aggregation under TCG can miss a page or two of a hot region).
+    let (mut kd_hot, mut rg_hot) = (Vec::new(), Vec::new());
+    let (mut kd, mut rg) = (Snapshot::default(), Snapshot::default());
+    for _ in 0..HOT_ROUNDS {
+        kd = snapshot_of(&d, "kd-watch", "kernel-damon", pid, Duration::from_secs(30))?;
+        rg = snapshot_of(&d, "rg-watch", "region", pid, Duration::from_secs(30))?;
+        kd_hot.extend(judge(&kd, &wl).0);
+        rg_hot.extend(judge(&rg, &wl).0);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let (kd_hot, rg_hot) = (measure::union(kd_hot), measure::union(rg_hot));
+    let kd_m = measure::compare(&kd_hot, &wl.hot_ranges());
+    let rg_m = measure::compare(&rg_hot, &wl.hot_ranges());
     let agree = measure::compare(&kd_hot, &rg_hot);
     note(format!(
         "kernel-damon vs truth {kd_m:?}; region(soft-dirty) vs truth {rg_m:?}; agreement {agree:?}"
@@ -468,6 +484,17 @@ fn pageout(ctx: &Ctx) -> Result<Outcome, String> {
         kdamonds.iter().any(|k| k.running && plain_pids.iter().all(|p| k.target_pids.contains(p))),
         format!("etmem's damon config runs on every task pid {plain_pids:?}: {kdamonds:?}"),
     );
+    let mut shown: Vec<u64> = plain_stats["pids"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    shown.sort_unstable();
+    let mut want: Vec<u64> = plain_pids.iter().map(|p| u64::from(*p)).collect();
+    want.sort_unstable();
+    out.check(
+        shown == want,
+        format!("project show lists both pids of etmem's task: {}", plain_stats["pids"]),
+    );
     out.check(
         kdamonds.iter().any(|k| k.running && k.target_pids == vec![ours.pid()]),
         format!("our project has its own kdamond: {kdamonds:?}"),
@@ -582,49 +609,68 @@ fn cpu_rate(d: &Etmemd, project: &str, warmup: u64, window: u64) -> Result<(f64,
     let dt = t.elapsed().as_secs_f64();
     let rate = (f(&b, "monitor_cpu_s") - f(&a, "monitor_cpu_s")) / dt;
     let driver = (extra_f(&b, "driver_cpu_s") - extra_f(&a, "driver_cpu_s")) / dt;
+    // The region engine counts the aggregations it completed; the kernel
+    // engine counts wall time in aggregation intervals (the kdamond's own
+    // count is not in sysfs).
+    let aggr = (f(&b, "aggregations") - f(&a, "aggregations")) / dt;
     Ok((
         rate,
-        json!({"cpu_s_per_s": rate, "driver_cpu_s_per_s": driver, "nr_regions": b["nr_regions"], "stats": b}),
+        json!({"cpu_s_per_s": rate, "driver_cpu_s_per_s": driver, "aggregations_per_s": aggr,
+               "nr_regions": b["nr_regions"], "stats": b}),
     ))
 }
 
 /// kdamond CPU against the userspace region engine's on the same workload
 /// with the same attributes (5 ms / 100 ms, 10..1000 regions), each alone.
-/// The region engine runs with the soft-dirty probe (and, in bench mode,
-/// also with the refault probe: the two this kernel offers).
+/// The region engine runs with the soft-dirty probe (Debian's 6.12 has no
+/// idle page tracking). A size that
+/// fails is reported and the others still run: the figures keep every row
+/// measured.
 fn bench(ctx: &Ctx) -> Result<Outcome, String> {
     let mut out = Outcome::default();
     let sizes: &[&str] = if ctx.bench { &["64M", "256M", "512M"] } else { &["256M"] };
-    let probes: &[&str] = if ctx.bench { &["soft-dirty", "refault"] } else { &["soft-dirty"] };
+    // Soft-dirty only: the refault probe pages sampled pages out (another
+    // cost altogether), and in this guest it armed none (every sample unknown).
+    let probes: &[&str] = &["soft-dirty"];
     let window = if ctx.bench { 60 } else { 30 };
     let mut rows = Vec::new();
     for size in sizes {
-        let wl = workload("wl-bench", &["--size", size, "--hot", "10%", "--write-ratio", "1"])?;
-        let d = Etmemd::start("bench")?;
-        d.add("kd-bench.toml", &kernel_damon_toml("kd-bench", "wl-bench", "cold_action = \"none\""))?;
-        d.ok(&["project", "start", "-n", "kd-bench"])?;
-        let (kd, kd_v) = cpu_rate(&d, "kd-bench", 10, window)?;
-        d.ok(&["project", "stop", "-n", "kd-bench"])?;
-        out.check(kd > 0.0, format!("{size}: the kdamond's CPU time is measured"));
-        let mut row = json!({"size": size, "window_s": window, "kdamond": kd_v});
-        for probe in probes {
-            let name = format!("rg-{probe}");
-            d.add(&format!("{name}.toml"), &region_toml(&name, "wl-bench", probe))?;
-            d.ok(&["project", "start", "-n", &name])?;
-            let (rg, rg_v) = cpu_rate(&d, &name, 10, window)?;
-            d.ok(&["project", "stop", "-n", &name])?;
-            let ratio = if kd > 0.0 { rg / kd } else { f64::INFINITY };
-            note(format!(
-                "{size}: kdamond {kd:.5} CPU-s/s, region engine ({probe}) {rg:.5} CPU-s/s, ratio {ratio:.2}"
-            ));
-            out.check(rg > 0.0, format!("{size}: the region engine's CPU time ({probe}) is measured"));
-            row[format!("region_{}", probe.replace('-', "_"))] = rg_v;
-            row[format!("ratio_{}", probe.replace('-', "_"))] = json!(ratio);
+        match bench_size(&mut out, size, probes, window) {
+            Ok(row) => rows.push(row),
+            Err(e) => out.check(false, format!("{size}: {e}")),
         }
-        drop(d);
-        drop(wl);
-        rows.push(row);
+        os::reap_zombies();
     }
+    out.check(!rows.is_empty(), "at least one workload size was measured");
     out.figures = json!({"rows": rows});
     Ok(out)
+}
+
+/// One row of the benchmark: the kdamond, then the region engine with each probe.
+fn bench_size(out: &mut Outcome, size: &str, probes: &[&str], window: u64) -> Result<Value, String> {
+    let wl = workload("wl-bench", &["--size", size, "--hot", "10%", "--write-ratio", "1"])?;
+    let d = Etmemd::start("bench")?;
+    d.add("kd-bench.toml", &kernel_damon_toml("kd-bench", "wl-bench", "cold_action = \"none\""))?;
+    d.ok(&["project", "start", "-n", "kd-bench"])?;
+    let (kd, kd_v) = cpu_rate(&d, "kd-bench", 10, window)?;
+    d.ok(&["project", "stop", "-n", "kd-bench"])?;
+    out.check(kd > 0.0, format!("{size}: the kdamond's CPU time is measured"));
+    let mut row = json!({"size": size, "window_s": window, "kdamond": kd_v});
+    for probe in probes {
+        let name = format!("rg-{probe}");
+        d.add(&format!("{name}.toml"), &region_toml(&name, "wl-bench", probe))?;
+        d.ok(&["project", "start", "-n", &name])?;
+        let (rg, rg_v) = cpu_rate(&d, &name, 10, window)?;
+        d.ok(&["project", "stop", "-n", &name])?;
+        let ratio = if kd > 0.0 { rg / kd } else { f64::INFINITY };
+        note(format!(
+            "{size}: kdamond {kd:.5} CPU-s/s, region engine ({probe}) {rg:.5} CPU-s/s, ratio {ratio:.2}"
+        ));
+        out.check(rg > 0.0, format!("{size}: the region engine's CPU time ({probe}) is measured"));
+        row[format!("region_{}", probe.replace('-', "_"))] = rg_v;
+        row[format!("ratio_{}", probe.replace('-', "_"))] = json!(ratio);
+    }
+    drop(d);
+    drop(wl);
+    Ok(row)
 }

@@ -143,6 +143,12 @@ impl DamonSysfs {
     pub fn listing(&self) -> Vec<(PathBuf, String)> {
         tree::listing(&self.admin)
     }
+
+    /// Every directory and file of the tree with its inode number and
+    /// modification time (metadata only): see [`tree::Stamp`].
+    pub fn stamps(&self) -> Vec<tree::Stamp> {
+        tree::stamps(&self.admin)
+    }
 }
 
 /// "System RAM" ranges of /proc/iomem (top level only), for paddr targets.

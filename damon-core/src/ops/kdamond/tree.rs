@@ -6,6 +6,7 @@
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Why a file of the tree could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +35,31 @@ pub enum WriteError {
     },
 }
 
+/// How long a file busy with another writer is retried. DAMON sysfs
+/// answers `EBUSY` to a `state` write and to a `pid` read while another
+/// process holds its lock (another `state` command, or a read of `pid`),
+/// before it does anything: the same call a moment later is safe.
+const BUSY_RETRY: Duration = Duration::from_secs(3);
+const BUSY_PAUSE: Duration = Duration::from_millis(10);
+
+fn is_busy(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EBUSY)
+}
+
+/// `op` again while it fails with `EBUSY`, for up to [`BUSY_RETRY`].
+fn unless_busy<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let end = Instant::now() + BUSY_RETRY;
+    loop {
+        match op() {
+            Err(e) if is_busy(&e) && Instant::now() < end => std::thread::sleep(BUSY_PAUSE),
+            other => return other,
+        }
+    }
+}
+
 /// Read a whole file, trimmed of its trailing newline.
 pub fn read(path: &Path) -> Result<String, ReadError> {
-    std::fs::read_to_string(path)
+    unless_busy(|| std::fs::read_to_string(path))
         .map(|s| s.trim_end_matches('\n').to_string())
         .map_err(|source| ReadError::Io { path: path.to_path_buf(), source })
 }
@@ -70,11 +93,19 @@ pub fn write(path: &Path, value: &str) -> Result<(), WriteError> {
         }
         Err(source) => return Err(WriteError::Io { path: path.to_path_buf(), value: value.into(), source }),
     };
-    f.write_all(value.as_bytes()).map_err(|source| WriteError::Io {
-        path: path.to_path_buf(),
-        value: value.into(),
-        source,
-    })
+    // One write(2) per try: a busy answer consumed nothing.
+    unless_busy(|| f.write(value.as_bytes()))
+        .and_then(|n| {
+            if n == value.len() {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("short write ({n} of {} bytes)", value.len()),
+                ))
+            }
+        })
+        .map_err(|source| WriteError::Io { path: path.to_path_buf(), value: value.into(), source })
 }
 
 /// Whether a file or directory exists.
@@ -110,7 +141,7 @@ pub fn listing(dir: &Path) -> Vec<(PathBuf, String)> {
             match std::fs::symlink_metadata(&p) {
                 Ok(m) if m.is_dir() => stack.push(p),
                 Ok(m) if m.is_file() => {
-                    let content = match std::fs::read_to_string(&p) {
+                    let content = match unless_busy(|| std::fs::read_to_string(&p)) {
                         Ok(s) => s,
                         Err(e) => format!("<error: {e}>"),
                     };
@@ -119,6 +150,41 @@ pub fn listing(dir: &Path) -> Vec<(PathBuf, String)> {
                 _ => {}
             }
         }
+    }
+    out.sort();
+    out
+}
+
+/// Identity of one file or directory of the tree: a node the kernel
+/// removes and creates again (as writing any `nr_*` file does, even with the
+/// same number) comes back with another inode number and modification time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp {
+    pub path: PathBuf,
+    pub is_dir: bool,
+    pub ino: u64,
+    pub mtime: Option<std::time::SystemTime>,
+}
+
+/// `dir` and every directory and regular file under it with its [`Stamp`],
+/// sorted by path (metadata and directory listings only: no file is opened,
+/// nothing is written).
+pub fn stamps(dir: &Path) -> Vec<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        // symlink_metadata: never follow a link out of the tree.
+        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+        if !m.is_dir() && !m.is_file() {
+            continue;
+        }
+        if m.is_dir()
+            && let Ok(rd) = std::fs::read_dir(&p)
+        {
+            stack.extend(rd.flatten().map(|e| e.path()));
+        }
+        out.push(Stamp { path: p, is_dir: m.is_dir(), ino: m.ino(), mtime: m.modified().ok() });
     }
     out.sort();
     out
@@ -148,5 +214,18 @@ mod tests {
         let l = listing(dir.path());
         assert_eq!(l.len(), 2);
         assert_eq!(l[1].1, "7");
+        let st = stamps(dir.path());
+        // The root, three directories, two files.
+        assert_eq!(st.len(), 6, "{st:?}");
+        assert!(st[0].is_dir && st[0].path == dir.path());
+        let nr = st.iter().find(|s| s.path == f).expect("nr stamped");
+        assert!(!nr.is_dir && nr.mtime.is_some());
+        // A file created again is another inode (the old one stays alive
+        // through a second link, so its number cannot be reused).
+        std::fs::hard_link(&f, dir.path().join("old")).expect("link");
+        std::fs::remove_file(&f).expect("rm");
+        std::fs::write(&f, "7").expect("again");
+        let again = stamps(dir.path()).into_iter().find(|s| s.path == f).expect("nr stamped");
+        assert_ne!(again.ino, nr.ino);
     }
 }
