@@ -195,13 +195,25 @@ pub fn kb_field(text: &str, key: &str) -> Option<u64> {
 
 /// VmRSS, VmSwap and AnonHugePages of a process (zero when it is gone).
 pub fn proc_memory(dir: &Path) -> ProcMemory {
+    proc_status_memory(dir, anon_huge_bytes(dir))
+}
+
+/// VmRSS and VmSwap from /proc/PID/status (O(1) in the kernel), with an
+/// `anon_huge_bytes` read earlier: smaps_rollup walks every page table of
+/// the process (tens of ms at a few GiB), too dear for every aggregation.
+pub fn proc_status_memory(dir: &Path, anon_huge_bytes: u64) -> ProcMemory {
     let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
-    let rollup = std::fs::read_to_string(dir.join("smaps_rollup")).unwrap_or_default();
     ProcMemory {
         rss_bytes: kb_field(&status, "VmRSS").unwrap_or(0),
         swap_bytes: kb_field(&status, "VmSwap").unwrap_or(0),
-        anon_huge_bytes: kb_field(&rollup, "AnonHugePages").unwrap_or(0),
+        anon_huge_bytes,
     }
+}
+
+/// AnonHugePages from /proc/PID/smaps_rollup (a page-table walk: O(RSS)).
+pub fn anon_huge_bytes(dir: &Path) -> u64 {
+    let rollup = std::fs::read_to_string(dir.join("smaps_rollup")).unwrap_or_default();
+    kb_field(&rollup, "AnonHugePages").unwrap_or(0)
 }
 
 /// The host's memory from /proc/meminfo.

@@ -338,6 +338,9 @@ pub fn damo_raw(task: &str, pid: u32, snap: &Snapshot) -> String {
     out
 }
 
+/// How often the region engine reads a target's AnonHugePages.
+const ROLLUP_INTERVAL: Duration = Duration::from_secs(2);
+
 /// One process being monitored.
 struct PidTarget {
     id: TargetId,
@@ -345,6 +348,8 @@ struct PidTarget {
     probe: OsProbe,
     actor: PidActor,
     memory: ProcMemory,
+    /// When AnonHugePages was last read (smaps_rollup costs O(RSS)).
+    rollup_at: Option<Instant>,
 }
 
 /// The monitoring thread of one task.
@@ -472,7 +477,7 @@ impl TaskRunner {
         self.monitor.add_target(id, &mappings).map_err(|e| e.to_string())?;
         let actor = PidActor::new(pid, self.settings.policy.clone(), self.settings.schemes.clone());
         tracing::info!(task = %self.task.name, pid, probe = self.probe_kind.name(), "monitoring");
-        self.targets.insert(pid, PidTarget { id, proc, probe, actor, memory: ProcMemory::default() });
+        self.targets.insert(pid, PidTarget { id, proc, probe, actor, memory: ProcMemory::default(), rollup_at: None });
         Ok(())
     }
 
@@ -506,7 +511,17 @@ impl TaskRunner {
         let watched = self.feed.is_watched();
         for (id, snap) in snaps {
             let Some(t) = self.targets.values_mut().find(|t| t.id == id) else { continue };
-            t.memory = procinfo::proc_memory(t.proc.dir());
+            // VmRSS/VmSwap every aggregation; AnonHugePages (a page-table
+            // walk, O(RSS)) at most every ROLLUP_INTERVAL, so the cost of an
+            // aggregation does not grow with the target's size.
+            let huge = match t.rollup_at {
+                Some(at) if at.elapsed() < ROLLUP_INTERVAL => t.memory.anon_huge_bytes,
+                _ => {
+                    t.rollup_at = Some(Instant::now());
+                    procinfo::anon_huge_bytes(t.proc.dir())
+                }
+            };
+            t.memory = procinfo::proc_status_memory(t.proc.dir(), huge);
             // DAMON's regions span the small gaps between mappings; the
             // policy only sees memory that is mapped and eligible.
             if let Ok(vmas) = t.proc.eligible_vmas(&self.settings.filter) {
