@@ -567,7 +567,8 @@ pub fn results_markdown(setup: &Setup, run: &GuestRun) -> String {
         s.push_str(
             "## Hot range found (128 MiB workload, 16 MiB hot, all writes)\n\n\
              The kernel-damon engine and the region engine (soft-dirty) watch the workload together; \
-             hot is what either saw accessed in three snapshots read in a row after 40 s. The page \
+             each one's hot set is what it saw accessed in any of three snapshots read in a row after \
+             40 s. The page \
              engine runs alone afterwards. *overlap* is |found ∩ truth| / |found ∪ truth|.\n\n\
              | monitor | recall | precision | overlap |\n|---|---|---|---|\n",
         );

@@ -477,7 +477,10 @@ impl TaskRunner {
         self.monitor.add_target(id, &mappings).map_err(|e| e.to_string())?;
         let actor = PidActor::new(pid, self.settings.policy.clone(), self.settings.schemes.clone());
         tracing::info!(task = %self.task.name, pid, probe = self.probe_kind.name(), "monitoring");
-        self.targets.insert(pid, PidTarget { id, proc, probe, actor, memory: ProcMemory::default(), rollup_at: None });
+        self.targets.insert(
+            pid,
+            PidTarget { id, proc, probe, actor, memory: ProcMemory::default(), rollup_at: None },
+        );
         Ok(())
     }
 

@@ -623,9 +623,8 @@ fn cpu_rate(d: &Etmemd, project: &str, warmup: u64, window: u64) -> Result<(f64,
 /// kdamond CPU against the userspace region engine's on the same workload
 /// with the same attributes (5 ms / 100 ms, 10..1000 regions), each alone.
 /// The region engine runs with the soft-dirty probe (Debian's 6.12 has no
-/// idle page tracking). A size that
-/// fails is reported and the others still run: the figures keep every row
-/// measured.
+/// idle page tracking). A size that fails is reported and the others still
+/// run: the figures keep every row measured.
 fn bench(ctx: &Ctx) -> Result<Outcome, String> {
     let mut out = Outcome::default();
     let sizes: &[&str] = if ctx.bench { &["64M", "256M", "512M"] } else { &["256M"] };
