@@ -99,9 +99,9 @@ impl ThpState {
         self.huge.iter().map(AddrRange::len).sum()
     }
 
-    /// Refresh when due: never yet, [`REFRESH_INTERVAL_US`] passed, or
+    /// Refresh when due: never yet, `REFRESH_INTERVAL_US` passed, or
     /// `anon_huge_bytes` (smaps_rollup, read by the engine anyway) differs
-    /// from what our own actions explain and [`RECHECK_MIN_US`] passed.
+    /// from what our own actions explain and `RECHECK_MIN_US` passed.
     /// `probe_pages`: pages the probe just paged out to sample them (not
     /// counted as swapped).
     pub fn maybe_refresh(
@@ -164,7 +164,7 @@ impl ThpState {
     /// Splits the units of `ranges` (whole aligned 2 MiB units, as the
     /// planner gives them for a collapse) into those without swapped pages,
     /// to collapse, and those holding some, left out (and out of later plans
-    /// for [`SWAPPED_EXCLUSION_US`]). Pages in `probe_pages` (sorted) do not
+    /// for `SWAPPED_EXCLUSION_US`). Pages in `probe_pages` (sorted) do not
     /// count. A unit whose pagemap cannot be read is left out too.
     pub fn leave_out_swapped(
         &mut self,
