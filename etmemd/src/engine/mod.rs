@@ -15,6 +15,33 @@ use crate::runtime::Backends;
 use damon_core::Snapshot;
 use std::sync::Arc;
 
+/// The engine commands every snapshot-publishing engine answers:
+/// `regions` (damo's raw line form) and `snapshot` (JSON, per task and pid),
+/// over `tasks`, reading each task's snapshots through `snapshots`. `None`
+/// for any other command, which the engine answers itself.
+pub(crate) fn snapshot_command(
+    cmd: &str,
+    tasks: &[String],
+    snapshots: impl Fn(&str) -> Vec<(u32, Snapshot)>,
+) -> Option<String> {
+    match cmd {
+        "regions" => Some(
+            tasks
+                .iter()
+                .flat_map(|t| {
+                    snapshots(t).into_iter().map(move |(pid, snap)| region::damo_raw(t, pid, &snap))
+                })
+                .collect(),
+        ),
+        "snapshot" => {
+            let all: std::collections::BTreeMap<&String, std::collections::BTreeMap<u32, Snapshot>> =
+                tasks.iter().map(|t| (t, snapshots(t).into_iter().collect())).collect();
+            Some(serde_json::to_string(&all).expect("snapshots serialize") + "\n")
+        }
+        _ => None,
+    }
+}
+
 /// One running engine of a started project.
 pub trait Engine: Send {
     /// Start monitoring (and acting on) a task. Called at project start for

@@ -326,29 +326,14 @@ impl Engine for PageEngine {
             }
             None => self.tasks.keys().cloned().collect(),
         };
-        match cmd {
-            "regions" => {
-                let mut out = String::new();
-                for t in &tasks {
-                    for (pid, snap) in self.snapshots(t) {
-                        out.push_str(&super::region::damo_raw(t, pid, &snap));
-                    }
-                }
-                Ok(out)
-            }
-            "snapshot" => {
-                let mut all = BTreeMap::new();
-                for t in &tasks {
-                    all.insert(t.clone(), self.snapshots(t).into_iter().collect::<BTreeMap<_, _>>());
-                }
-                Ok(serde_json::to_string(&all).expect("snapshots serialize") + "\n")
-            }
-            _ => Err(EngineError::UnknownCommand {
-                engine: self.name.clone(),
-                cmd: cmd.into(),
-                known: "regions, snapshot".into(),
-            }),
+        if let Some(out) = super::snapshot_command(cmd, &tasks, |t| self.snapshots(t)) {
+            return Ok(out);
         }
+        Err(EngineError::UnknownCommand {
+            engine: self.name.clone(),
+            cmd: cmd.into(),
+            known: "regions, snapshot".into(),
+        })
     }
 
     fn stop(&mut self) {

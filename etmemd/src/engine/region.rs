@@ -261,38 +261,21 @@ impl Engine for RegionEngine {
     }
 
     fn command(&mut self, cmd: &str, task: Option<&str>) -> Result<String, EngineError> {
-        let tasks: Vec<&String> = match task {
-            Some(t) => vec![
-                self.tasks
-                    .get_key_value(t)
-                    .map(|(k, _)| k)
-                    .ok_or_else(|| EngineError::TaskNotRunning { task: t.into() })?,
-            ],
-            None => self.tasks.keys().collect(),
+        let tasks: Vec<String> = match task {
+            Some(t) if !self.tasks.contains_key(t) => {
+                return Err(EngineError::TaskNotRunning { task: t.into() });
+            }
+            Some(t) => vec![t.to_string()],
+            None => self.tasks.keys().cloned().collect(),
         };
-        match cmd {
-            "regions" => {
-                let mut out = String::new();
-                for t in tasks {
-                    for (pid, snap) in self.snapshots(t) {
-                        out.push_str(&damo_raw(t, pid, &snap));
-                    }
-                }
-                Ok(out)
-            }
-            "snapshot" => {
-                let mut all = BTreeMap::new();
-                for t in tasks {
-                    all.insert(t.clone(), self.snapshots(t).into_iter().collect::<BTreeMap<_, _>>());
-                }
-                Ok(serde_json::to_string(&all).expect("snapshots serialize") + "\n")
-            }
-            _ => Err(EngineError::UnknownCommand {
-                engine: self.name.clone(),
-                cmd: cmd.into(),
-                known: "regions, snapshot".into(),
-            }),
+        if let Some(out) = super::snapshot_command(cmd, &tasks, |t| self.snapshots(t)) {
+            return Ok(out);
         }
+        Err(EngineError::UnknownCommand {
+            engine: self.name.clone(),
+            cmd: cmd.into(),
+            known: "regions, snapshot".into(),
+        })
     }
 
     fn stop(&mut self) {
