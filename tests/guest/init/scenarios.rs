@@ -269,7 +269,10 @@ fn coexist(_ctx: &Ctx) -> Result<Outcome, String> {
     let shown = d.show("kd-left").unwrap_or_default();
     if shown["projects"][0]["started"] != true {
         let r = d.etmem(&["project", "start", "-n", "kd-left"]);
-        out.check(r.code == 0, format!("after a crash the project starts again: {}", r.text()));
+        out.check(
+            r.code == 0,
+            format!("after a crash the project starts again: {}; daemon log: {}", r.text(), d.log_tail(12)),
+        );
     }
     let end = Instant::now() + Duration::from_secs(30);
     while !survey().iter().any(|k| k.running && k.pid != first.first().and_then(|k| k.pid))

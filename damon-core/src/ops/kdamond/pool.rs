@@ -20,6 +20,9 @@ use super::{DamonSysfs, StateCommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// How long [`KdamondPool::command`] tries to read the pid of a kdamond it turned on.
+const PID_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where daemons record the kdamonds they own, by default.
 pub const DEFAULT_RECORD_DIR: &str = "/run/etmem-rs/kdamonds";
 
@@ -79,6 +82,14 @@ pub enum PoolError {
 struct Slot {
     spec: Option<KdamondSpec>,
     in_use: bool,
+    /// The kdamond thread's pid, learnt when we turned it on: the ownership
+    /// record must not depend on a `pid` read that can fail later (EBUSY
+    /// while another process holds DAMON's sysfs lock).
+    pid: Option<u32>,
+    /// Recorded before `on` is written (with pid 0), so a daemon killed
+    /// between `on` and learning the pid leaves a record that a
+    /// successor can match by start time.
+    turning_on: bool,
 }
 
 /// One ownership record file: `owner_pid owner_start` on the first line,
@@ -131,6 +142,33 @@ fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether thread `pid` started between just before `when` and
+/// [`INTENT_WINDOW`] after it (its start time from /proc, in wall time).
+fn started_soon_after(pid: u32, when: std::time::SystemTime) -> bool {
+    let (Some(ticks), Some(btime)) = (start_time(pid), boot_time()) else { return false };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let Ok(hz) = u64::try_from(hz) else { return false };
+    if hz == 0 {
+        return false;
+    }
+    let started = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(btime)
+        + std::time::Duration::from_millis(ticks * 1000 / hz);
+    // Boot time is whole seconds: allow that much before the record.
+    let from = when - std::time::Duration::from_secs(2);
+    started >= from && started <= when + INTENT_WINDOW
+}
+
+/// How soon after a "turning on" record its kdamond must have started to be
+/// taken for the one the record announced.
+const INTENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn boot_time() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+}
+
 impl KdamondPool {
     /// A pool over `sysfs`; `record_dir` None keeps no ownership records.
     pub fn new(sysfs: DamonSysfs, record_dir: Option<PathBuf>) -> KdamondPool {
@@ -157,7 +195,9 @@ impl KdamondPool {
             .collect()
     }
 
-    /// Kdamonds recorded by owners that are gone, still running with the recorded pid.
+    /// Kdamonds recorded by owners that are gone, still running with the
+    /// recorded pid, or (recorded as being turned on when the owner died)
+    /// started within moments of the record being written.
     fn leftovers(&self, survey: &[KdamondInfo]) -> Vec<(usize, PathBuf)> {
         let mut out = Vec::new();
         for (path, rec) in self.records() {
@@ -165,8 +205,13 @@ impl KdamondPool {
             if alive || rec.owner_pid == std::process::id() {
                 continue;
             }
+            let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
             for (index, pid) in &rec.kdamonds {
-                if survey.iter().any(|k| k.index == *index && k.running && k.pid == Some(*pid)) {
+                let ours = |k: &KdamondInfo| match (*pid, k.pid) {
+                    (0, Some(running)) => written.is_some_and(|w| started_soon_after(running, w)),
+                    (recorded, running) => running == Some(recorded),
+                };
+                if survey.iter().any(|k| k.index == *index && k.running && ours(k)) {
                     out.push((*index, path.clone()));
                 }
             }
@@ -183,10 +228,10 @@ impl KdamondPool {
             if !s.in_use {
                 continue;
             }
-            if let Ok(info) = read::kdamond_info(&self.sysfs.kdamond_dir(*i), *i)
-                && let Some(pid) = info.pid
-            {
-                kdamonds.push((*i, pid));
+            match (s.pid, s.turning_on) {
+                (Some(pid), _) => kdamonds.push((*i, pid)),
+                (None, true) => kdamonds.push((*i, 0)),
+                (None, false) => {}
             }
         }
         if kdamonds.is_empty() {
@@ -194,11 +239,42 @@ impl KdamondPool {
             return;
         }
         let rec = Record { owner_pid: me, owner_start: start_time(me).unwrap_or(0), kdamonds };
-        let _ = std::fs::create_dir_all(dir);
         let tmp = dir.join(format!(".{me}.tmp"));
-        if std::fs::write(&tmp, rec.render()).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, rec.render()))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!(
+                "cannot record the kdamonds this daemon owns in {}: {e}; a daemon started after a crash \
+                 will take them for foreign",
+                path.display()
+            );
         }
+    }
+
+    /// The pid of our kdamond `index` just turned on. The kernel sets it
+    /// before `on` returns, but a read can meet EBUSY for a while, so try
+    /// for up to [`PID_WAIT`].
+    fn learn_pid(&mut self, index: usize) -> Option<u32> {
+        let end = std::time::Instant::now() + PID_WAIT;
+        let pid = loop {
+            match read::kdamond_info(&self.sysfs.kdamond_dir(index), index) {
+                Ok(KdamondInfo { running: true, pid: Some(pid), .. }) => break Some(pid),
+                Ok(KdamondInfo { running: false, .. }) => break None,
+                Ok(_) | Err(_) if std::time::Instant::now() < end => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                Ok(_) => break None,
+                Err(e) => {
+                    tracing::warn!(index, "cannot read the pid of our kdamond: {e}");
+                    break None;
+                }
+            }
+        };
+        if let Some(s) = self.slots.get_mut(&index) {
+            s.pid = pid;
+        }
+        pid
     }
 
     /// Running kdamonds that are neither ours nor left over by a dead owner.
@@ -237,13 +313,13 @@ impl KdamondPool {
                 continue;
             }
             let _ = std::fs::remove_file(record);
-            self.slots.insert(index, Slot { spec: None, in_use: true });
+            self.slots.insert(index, Slot { spec: None, in_use: true, pid: None, turning_on: false });
             return Ok(index);
         }
         // An idle directory nobody runs (a stopped damo session, say).
         if let Some(k) = survey.iter().find(|k| !k.running && !self.slots.contains_key(&k.index)) {
             tracing::info!(index = k.index, "taking over an idle kdamond directory");
-            self.slots.insert(k.index, Slot { spec: None, in_use: true });
+            self.slots.insert(k.index, Slot { spec: None, in_use: true, pid: None, turning_on: false });
             return Ok(k.index);
         }
         // Grow: the kernel refuses while any kdamond runs, and all that run are ours.
@@ -264,7 +340,7 @@ impl KdamondPool {
             self.command(i, StateCommand::On)
                 .map_err(|e| AcquireError::Restage { index: i, source: Box::new(e) })?;
         }
-        self.slots.insert(n, Slot { spec: None, in_use: true });
+        self.slots.insert(n, Slot { spec: None, in_use: true, pid: None, turning_on: false });
         Ok(n)
     }
 
@@ -292,14 +368,33 @@ impl KdamondPool {
     /// Send a `state` command to one of our kdamonds.
     pub fn command(&mut self, index: usize, cmd: StateCommand) -> Result<(), PoolError> {
         self.ours(index)?;
-        tree::write(&self.sysfs.state_file(index), cmd.as_str()).map_err(|source| PoolError::Command {
-            index,
-            cmd: cmd.as_str(),
-            source,
-        })?;
-        if matches!(cmd, StateCommand::On | StateCommand::Off) {
+        let turning_on = matches!(cmd, StateCommand::On);
+        if turning_on && let Some(s) = self.slots.get_mut(&index) {
+            s.turning_on = true;
             self.write_record();
         }
+        let written = tree::write(&self.sysfs.state_file(index), cmd.as_str());
+        if let Some(s) = self.slots.get_mut(&index) {
+            s.turning_on = false;
+        }
+        if let Err(source) = written {
+            if turning_on {
+                self.write_record();
+            }
+            return Err(PoolError::Command { index, cmd: cmd.as_str(), source });
+        }
+        match cmd {
+            StateCommand::On => {
+                self.learn_pid(index);
+            }
+            StateCommand::Off => {
+                if let Some(s) = self.slots.get_mut(&index) {
+                    s.pid = None;
+                }
+            }
+            _ => return Ok(()),
+        }
+        self.write_record();
         Ok(())
     }
 
@@ -361,6 +456,7 @@ impl KdamondPool {
         if let Some(s) = self.slots.get_mut(&index) {
             s.in_use = false;
             s.spec = None;
+            s.pid = None;
         }
         self.write_record();
         if self.slots.values().all(|s| !s.in_use)
@@ -390,5 +486,99 @@ mod tests {
     #[test]
     fn our_start_time_is_known() {
         assert!(start_time(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn a_thread_started_just_now_matches_a_record_written_just_now() {
+        let now = std::time::SystemTime::now();
+        let me = std::process::id();
+        // This process started before `now` (possibly by more than the
+        // 2 s slack); a record written an hour ago is older than the window.
+        let hour_ago = now - std::time::Duration::from_secs(3600);
+        assert!(!started_soon_after(me, hour_ago));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tx.send(unsafe { libc::gettid() } as u32).expect("test fixture");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        });
+        let tid = rx.recv().expect("test fixture");
+        // A thread's /proc/PID/stat is reachable through its tid.
+        assert!(started_soon_after(tid, now), "a thread started after the record matches it");
+        assert!(
+            !started_soon_after(tid, now + std::time::Duration::from_secs(60)),
+            "nor one started before it"
+        );
+        t.join().expect("test fixture");
+    }
+
+    /// A DAMON tree with one kdamond, running as `pid` when given.
+    fn fake_tree(root: &Path, pid: Option<u32>) -> DamonSysfs {
+        let k = root.join("kdamonds/0");
+        std::fs::create_dir_all(k.join("contexts")).expect("test fixture");
+        std::fs::write(root.join("kdamonds/nr_kdamonds"), "1\n").expect("test fixture");
+        std::fs::write(k.join("state"), if pid.is_some() { "on\n" } else { "off\n" }).expect("test fixture");
+        std::fs::write(k.join("pid"), format!("{}\n", pid.map_or(-1, i64::from))).expect("test fixture");
+        std::fs::write(k.join("contexts/nr_contexts"), "0\n").expect("test fixture");
+        DamonSysfs::new(root)
+    }
+
+    /// A record left by a dead owner (pid 1's start time never matches a
+    /// made-up one), naming kdamond 0 as `kdamond_pid`.
+    fn dead_owner_record(dir: &Path, kdamond_pid: u32) {
+        std::fs::create_dir_all(dir).expect("test fixture");
+        let rec = Record { owner_pid: 1, owner_start: u64::MAX, kdamonds: vec![(0, kdamond_pid)] };
+        std::fs::write(dir.join("1.owner"), rec.render()).expect("test fixture");
+    }
+
+    #[test]
+    fn a_kdamond_left_by_a_dead_owner_is_not_foreign() {
+        let dir = tempfile::tempdir().expect("test fixture");
+        let sysfs = fake_tree(&dir.path().join("admin"), Some(4242));
+        let records = dir.path().join("records");
+        let pool = KdamondPool::new(sysfs.clone(), Some(records.clone()));
+        assert_eq!(pool.foreign_running().expect("test fixture").len(), 1, "no record: foreign");
+        dead_owner_record(&records, 4242);
+        assert!(pool.foreign_running().expect("test fixture").is_empty(), "recorded with its pid: left over");
+        dead_owner_record(&records, 4243);
+        assert_eq!(pool.foreign_running().expect("test fixture").len(), 1, "another pid: foreign");
+    }
+
+    /// The owner died after recording that it was turning kdamond 0 on,
+    /// before it could learn the pid: a kdamond started just after the
+    /// record is its, one started long before is not.
+    #[test]
+    fn a_kdamond_turned_on_as_the_owner_died_is_matched_by_start_time() {
+        let dir = tempfile::tempdir().expect("test fixture");
+        let records = dir.path().join("records");
+        dead_owner_record(&records, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tx.send(unsafe { libc::gettid() } as u32).expect("test fixture");
+            let _ = stop_rx.recv();
+        });
+        let tid = rx.recv().expect("test fixture");
+        let sysfs = fake_tree(&dir.path().join("admin"), Some(tid));
+        let pool = KdamondPool::new(sysfs, Some(records.clone()));
+        assert!(
+            pool.foreign_running().expect("test fixture").is_empty(),
+            "started right after the record: left over"
+        );
+        // This process started before the test, at least as long ago as
+        // its start time says; pretend it is the running kdamond.
+        let old = fake_tree(&dir.path().join("admin2"), Some(std::process::id()));
+        let f = std::fs::File::options().write(true).open(records.join("1.owner")).expect("test fixture");
+        f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(120))
+            .expect("test fixture");
+        let pool = KdamondPool::new(old, Some(records));
+        assert_eq!(
+            pool.foreign_running().expect("test fixture").len(),
+            1,
+            "started before the record: foreign"
+        );
+        stop_tx.send(()).expect("test fixture");
+        t.join().expect("test fixture");
     }
 }
