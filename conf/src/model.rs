@@ -650,6 +650,10 @@ pub struct Policy {
     pub cold_max_accesses: AccessBound,
     /// ... and it has stayed so for at least this long.
     pub cold_min_age: Duration,
+    /// Pages paged out that are touched again are kept out of pageouts for
+    /// this long (zero: never). Stops the churn of paging out, again and
+    /// again, pages a sampler calls cold but the workload still uses.
+    pub refault_protect: Duration,
     /// Hot ranges become THP-eligible after this long ...
     pub thp_min_age: Duration,
     /// ... when at least this large (whole aligned 2 MiB units only).
@@ -684,6 +688,7 @@ impl Default for Policy {
             hot_min_age: DEFAULT_HOT_MIN_AGE,
             cold_max_accesses: DEFAULT_COLD_MAX_ACCESSES,
             cold_min_age: DEFAULT_COLD_MIN_AGE,
+            refault_protect: Duration::ZERO,
             thp_min_age: DEFAULT_THP_MIN_AGE,
             thp_min_size_bytes: DEFAULT_THP_MIN_SIZE_BYTES,
             cold_action: DEFAULT_COLD_ACTION,

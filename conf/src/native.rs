@@ -346,6 +346,7 @@ fn policy(t: &Tbl<'_, '_>, d: &mut Diag) -> Policy {
         hot_min_age: t.duration(d, "hot_min_age").unwrap_or(DEFAULT_HOT_MIN_AGE),
         cold_max_accesses: t.access(d, "cold_max_accesses").unwrap_or(DEFAULT_COLD_MAX_ACCESSES),
         cold_min_age: t.duration(d, "cold_min_age").unwrap_or(DEFAULT_COLD_MIN_AGE),
+        refault_protect: t.duration(d, "refault_protect").unwrap_or(Duration::ZERO),
         thp_min_age: t.duration(d, "thp_min_age").unwrap_or(DEFAULT_THP_MIN_AGE),
         thp_min_size_bytes: t.size(d, "thp_min_size").unwrap_or(DEFAULT_THP_MIN_SIZE_BYTES),
         cold_action,

@@ -525,6 +525,15 @@ const POLICY_KEYS: &[KeySpec] = &[
     ),
     key("cold_min_age", "duration", Computed(d_cold_age), &[], "... and it has stayed so for this long."),
     key(
+        "refault_protect",
+        "duration",
+        Text("0s"),
+        &[],
+        "Pages we paged out that the task touches again stay out of pageouts for this long \
+         (`0s`: never protected). The sampler sees a region, not every page: without this, pages \
+         of a cold-looking region that the workload still uses are paged out again and again.",
+    ),
+    key(
         "thp_min_age",
         "duration",
         Computed(d_thp_age),

@@ -199,3 +199,94 @@ fn cold_memory_of_a_real_workload_goes_to_zram_and_hot_stays() {
     let v = child.verify().expect("verify after swapoff");
     assert!(v.ok, "data changed after swapoff: {v:?}");
 }
+
+/// Read `len` bytes of another process at `addr` (process_vm_readv), which
+/// faults its swapped pages back in as a touch by the process would.
+fn touch_remote(pid: u32, addr: u64, len: u64) {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = addr;
+    while at < addr + len {
+        let n = (addr + len - at).min(buf.len() as u64) as usize;
+        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: n };
+        let remote = libc::iovec { iov_base: at as *mut libc::c_void, iov_len: n };
+        // SAFETY: one local iovec over `buf` (at least n bytes), one remote iovec.
+        let r = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+        assert_eq!(r, n as isize, "process_vm_readv: {}", std::io::Error::last_os_error());
+        at += n as u64;
+    }
+}
+
+/// `refault_protect`: pages paged out and then touched again stay in RAM
+/// while the rest of their cold region goes out; without it the same pages
+/// are paged out again (the control, so the assertion can fail).
+#[test]
+fn pages_touched_again_stay_in_ram_under_refault_protect() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    let d = TestDaemon::start(DaemonConfig::default());
+    let mut runs = Vec::new();
+    for (name, extra) in [("protect", r#"refault_protect = "10m""#), ("plain", "")] {
+        let child = Child::spawn(["--size", "128M", "--hot", "10%"]).expect("workload");
+        let cfg = d.config(
+            &format!("{name}.toml"),
+            &project(name, child.pid(), r#"cold_action = "pageout""#, extra),
+        );
+        d.etmem(&["obj", "add", "-f", cfg.to_str().expect("utf-8")]).ok();
+        d.etmem(&["project", "start", "-n", name]).ok();
+        runs.push((name, child));
+    }
+    let resident = |pid: u32, ranges: &[AddrRange]| -> u64 {
+        let proc = ProcTarget::open(pid).expect("open child");
+        proc.page_counts(ranges).expect("pagemap").iter().map(|c| c.present_bytes()).sum()
+    };
+    // Wait for most of each cold area to be out.
+    for (name, child) in &runs {
+        let cold = child.cold_ranges();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while resident(child.pid(), &cold) * 10 > sum(&cold) * 3 {
+            assert!(Instant::now() < deadline, "{name}: the cold area was not paged out in 90 s");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    // Touch 16 MiB of each cold area: they come back.
+    let touched: Vec<AddrRange> = runs
+        .iter()
+        .map(|(_, child)| {
+            let c = child.cold_ranges()[0];
+            let r = AddrRange::new(c.start.0, c.start.0 + (16 << 20));
+            touch_remote(child.pid(), r.start.0, r.len());
+            assert!(resident(child.pid(), &[r]) * 10 >= r.len() * 9, "the touch brought the pages back");
+            r
+        })
+        .collect();
+    // Several cold_min_age periods: the regions still look cold.
+    std::thread::sleep(Duration::from_secs(20));
+    let share = |i: usize| resident(runs[i].1.pid(), &[touched[i]]) as f64 / touched[i].len() as f64;
+    let (protected, plain) = (share(0), share(1));
+    let show = d.etmem(&["project", "show", "-n", "protect"]);
+    println!(
+        "touched pages resident 20 s later: {:.0} % protected, {:.0} % plain\n{}",
+        protected * 100.0,
+        plain * 100.0,
+        show.stdout
+    );
+    assert!(
+        plain <= 0.5,
+        "without refault_protect the touched pages should go out again: {:.0} % resident",
+        plain * 100.0
+    );
+    assert!(
+        protected >= 0.9,
+        "refault_protect kept only {:.0} % of the touched pages in RAM\n{}",
+        protected * 100.0,
+        show.stdout
+    );
+    show.says("refault_protected");
+    for (name, child) in &mut runs {
+        let v = child.verify().expect("verify");
+        assert!(v.ok, "{name}: the workload's data changed: {v:?}");
+        stop_and_check_devices_gone(&d, name);
+    }
+}

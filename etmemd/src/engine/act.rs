@@ -9,7 +9,7 @@ use damon_core::ops::pagemap::PagemapEntry;
 use damon_core::ops::pidfd::ProcTarget;
 use damon_core::{AddrRange, PAGE_SIZE, Snapshot};
 use policies::{ClassTotals, Decision, HostMemory, Outcome, PlanInput, Planner, RuleId, TaskMemory};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use swap_backends::madvise::UnitResult;
 use swap_backends::{MemAction, MemoryActor, ProcessMadvise, TargetRef};
@@ -30,6 +30,9 @@ pub struct ActCounters {
     pub prefetched_bytes: u64,
     /// Pages we paged out that the process touched again.
     pub refaulted_pages: u64,
+    /// Bytes a pageout left in RAM because they had refaulted within the
+    /// policy's `refault_protect` (summed over plans).
+    pub refault_protected_bytes: u64,
     /// 2 MiB units collapsed into huge pages (`MADV_COLLAPSE` succeeded).
     pub collapses_done: u64,
     /// Units the kernel will not collapse (`EINVAL`: no-hugepage mapping, ...).
@@ -58,14 +61,27 @@ pub struct PidActor {
     actor: ProcessMadvise,
     /// Sorted, disjoint ranges we paged out that are still out of RAM.
     paged_out: Vec<AddrRange>,
+    /// Pages we paged out that came back, kept out of pageouts until the
+    /// time given (`now_us`): the policy's `refault_protect`. A page touched
+    /// again soon after its pageout is in the working set, however cold its
+    /// region looked to the sampler; sending it out again only buys another
+    /// fault (the kernel's own reclaim keeps refault distances for the same
+    /// reason).
+    protected: Vec<(AddrRange, u64)>,
+    protect_us: u64,
     /// Huge pages and what must not be collapsed (issue 5); kept up to date
     /// only when a rule collapses or splits (`thp_rules`).
     thp: ThpState,
     thp_rules: bool,
-    /// Pages the access probe paged out at its last arm, sorted (refault
-    /// probe): swapped only while being sampled, so they do not keep a unit
-    /// from being collapsed.
-    probe_pages: Vec<u64>,
+    /// Pages the access probe paged out to sample them (refault probe) and
+    /// that no pageout of ours has taken since: swapped because they were
+    /// sampled, not because a policy sent them out, so they do not keep a
+    /// unit from being collapsed. A sampled 4 KiB page that is not touched
+    /// again stays out until something touches it; without this history
+    /// the samples of the last minutes would leave almost every 2 MiB unit
+    /// of a sparsely touched heap (a database's buffer pool) uncollapsible.
+    /// At most [`PROBE_HISTORY_MAX`] pages; past that it starts over.
+    probe_pages: HashSet<u64>,
     last_reconcile_us: u64,
     pub counters: ActCounters,
     pub totals: ClassTotals,
@@ -186,6 +202,7 @@ impl PidActor {
         let thp_rules = policy.promote_thp
             || policy.demote_thp
             || schemes.iter().any(|s| matches!(s.action, conf::Action::Hugepage | conf::Action::Nohugepage));
+        let protect_us = u64::try_from(policy.refault_protect.as_micros()).unwrap_or(u64::MAX);
         PidActor {
             pid,
             planner: Planner::new(policy, schemes),
@@ -193,9 +210,11 @@ impl PidActor {
             // by `ThpState::leave_out_swapped`, which knows the probe's pages.
             actor: ProcessMadvise { collapse_swapped_units: true },
             paged_out: Vec::new(),
+            protected: Vec::new(),
+            protect_us,
             thp: ThpState::default(),
             thp_rules,
-            probe_pages: Vec::new(),
+            probe_pages: HashSet::new(),
             last_reconcile_us: 0,
             counters: ActCounters::default(),
             totals: ClassTotals::default(),
@@ -205,11 +224,19 @@ impl PidActor {
     }
 
     /// Tell the actor which pages the access probe paged out at its last
-    /// arm (sorted), before [`PidActor::on_snapshot`]: a collapse does not
-    /// count them as swapped pages.
+    /// arm, before [`PidActor::on_snapshot`]: a collapse does not count
+    /// them as swapped pages (see `probe_pages`).
     pub fn set_probe_pages(&mut self, pages: &[u64]) {
-        self.probe_pages.clear();
-        self.probe_pages.extend_from_slice(pages);
+        if self.probe_pages.len() + pages.len() > PROBE_HISTORY_MAX {
+            // Starting over only makes collapses more careful for a while.
+            self.probe_pages.clear();
+        }
+        self.probe_pages.extend(pages.iter().copied());
+    }
+
+    /// Bytes kept out of pageouts by `refault_protect` now.
+    pub fn protected_bytes(&self) -> u64 {
+        self.protected.iter().map(|(r, _)| r.len()).sum()
     }
 
     /// The ranges we paged out that are still out of RAM, sorted and disjoint.
@@ -235,12 +262,14 @@ impl PidActor {
 
     /// Pages we paged out that are back in RAM are no longer ours: count
     /// them as refaults and keep only what is still swapped.
-    fn reconcile(&mut self, proc: &ProcTarget) {
+    fn reconcile(&mut self, proc: &ProcTarget, now_us: u64) {
+        self.protected.retain(|&(_, until)| until > now_us);
         if self.paged_out.is_empty() {
             return;
         }
         let ranges = std::mem::take(&mut self.paged_out);
         let mut still_out = Vec::new();
+        let mut came_back = Vec::new();
         let mut back = 0u64;
         let mut entries: Vec<PagemapEntry> = Vec::new();
         let r = proc.with_pagemap("reconcile paged-out ranges", |pm| {
@@ -252,6 +281,10 @@ impl PidActor {
                     let out = !e.present();
                     if e.present() {
                         back += 1;
+                        match came_back.last_mut() {
+                            Some(AddrRange { end, .. }) if end.0 == addr => end.0 = addr + PAGE_SIZE,
+                            _ => came_back.push(AddrRange::new(addr, addr + PAGE_SIZE)),
+                        }
                     }
                     match (out, run_start) {
                         (true, None) => run_start = Some(addr),
@@ -272,6 +305,10 @@ impl PidActor {
             Ok(()) => {
                 self.paged_out = still_out;
                 self.counters.refaulted_pages += back;
+                if self.protect_us > 0 {
+                    let until = now_us.saturating_add(self.protect_us);
+                    self.protected.extend(came_back.into_iter().map(|r| (r, until)));
+                }
             }
             // Keep the list when pagemap could not be read; the target may be gone.
             Err(_) => self.paged_out = ranges,
@@ -289,7 +326,7 @@ impl PidActor {
         backends: &Backends,
     ) {
         if now_us.saturating_sub(self.last_reconcile_us) >= RECONCILE_INTERVAL_US {
-            self.reconcile(proc);
+            self.reconcile(proc, now_us);
             self.last_reconcile_us = now_us;
         }
         let no_collapse = if self.thp_rules {
@@ -337,6 +374,14 @@ impl PidActor {
                 }
                 let mut ranges: Vec<AddrRange> =
                     mine.iter().filter(|d| d.action == action).map(|d| d.range).collect();
+                if mem_action == MemAction::Pageout && !self.protected.is_empty() {
+                    let before: u64 = ranges.iter().map(AddrRange::len).sum();
+                    ranges.sort_by_key(|r| r.start);
+                    let keep: Vec<AddrRange> = self.protected.iter().map(|&(r, _)| r).collect();
+                    remove_ranges(&mut ranges, &keep);
+                    let after: u64 = ranges.iter().map(AddrRange::len).sum();
+                    self.counters.refault_protected_bytes += before.saturating_sub(after);
+                }
                 if mem_action == MemAction::Collapse {
                     let (keep, swapped) =
                         self.thp.leave_out_swapped(proc, &ranges, &self.probe_pages, now_us);
@@ -356,6 +401,12 @@ impl PidActor {
                         self.counters.paged_out_bytes += out.bytes_applied;
                         if out.errors.is_empty() && out.stopped.is_none() {
                             add_ranges(&mut self.paged_out, &ranges);
+                        }
+                        // Sent out by a policy now, not only sampled.
+                        if !self.probe_pages.is_empty() {
+                            let mut sorted = ranges.clone();
+                            sorted.sort_by_key(|r| r.start);
+                            self.probe_pages.retain(|&p| !in_sorted(&sorted, p));
                         }
                     }
                     MemAction::Willneed => {
@@ -400,6 +451,25 @@ impl PidActor {
         }
         self.idle_reason = (!reasons.is_empty()).then(|| reasons.join("; "));
     }
+}
+
+/// The `project show` line for `refault_protect`: bytes protected now,
+/// and pageout bytes skipped for it so far (summed over plans).
+pub fn protected_note(now_bytes: u64, skipped_bytes: u64) -> String {
+    format!(
+        "{} MiB touched again after a pageout, kept in RAM for refault_protect; {} MiB of pageouts skipped so far",
+        now_bytes >> 20,
+        skipped_bytes >> 20
+    )
+}
+
+/// The most sampled pages [`PidActor`] remembers (8 B each, 4 GiB of pages).
+pub const PROBE_HISTORY_MAX: usize = 1 << 20;
+
+/// Whether `addr` lies in one of `ranges` (sorted by start, disjoint).
+fn in_sorted(ranges: &[AddrRange], addr: u64) -> bool {
+    let i = ranges.partition_point(|r| r.start.0 <= addr);
+    i > 0 && ranges[i - 1].end.0 > addr
 }
 
 /// `project show` lines about THP promotion and demotion over `actors` (the
@@ -464,6 +534,14 @@ mod tests {
 
     fn r(a: u64, b: u64) -> AddrRange {
         AddrRange::new(a, b)
+    }
+
+    #[test]
+    fn in_sorted_finds_addresses_inside_ranges_only() {
+        let rs = [r(0x1000, 0x3000), r(0x8000, 0x9000)];
+        assert!(in_sorted(&rs, 0x1000) && in_sorted(&rs, 0x2fff) && in_sorted(&rs, 0x8000));
+        assert!(!in_sorted(&rs, 0x0) && !in_sorted(&rs, 0x3000) && !in_sorted(&rs, 0x9000));
+        assert!(!in_sorted(&[], 0x1000));
     }
 
     #[test]

@@ -551,6 +551,8 @@ impl TaskRunner {
         s.refaults = Some(sum(&|t| t.actor.counters.refaulted_pages));
         s.collapses = Some(sum(&|t| t.actor.counters.collapses_done));
         s.demotions = Some(sum(&|t| t.actor.counters.demotions));
+        let (protected, skipped) =
+            (sum(&|t| t.actor.protected_bytes()), sum(&|t| t.actor.counters.refault_protected_bytes));
         let quotas: Vec<(Option<u64>, u64)> = self.targets.values().map(|t| t.actor.quota()).collect();
         s.quota_used_permil = quotas.iter().filter_map(|q| q.0).max();
         s.quota_exceeded = Some(quotas.iter().map(|q| q.1).sum());
@@ -565,6 +567,9 @@ impl TaskRunner {
             acc.unknown += p.unknown;
             acc
         });
+        if protected + skipped > 0 {
+            s.extra.insert("refault_protected".into(), super::act::protected_note(protected, skipped));
+        }
         s.extra.insert(
             "probe_samples".into(),
             format!(

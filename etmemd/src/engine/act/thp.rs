@@ -16,10 +16,13 @@
 //!   not done at every aggregation;
 //! - the collapse itself: each unit's pagemap is read right before
 //!   `MADV_COLLAPSE`, and a unit holding swapped pages is left alone — but
-//!   for the pages the refault probe paged out a moment ago to sample them
-//!   (a hot one is back within milliseconds; counting them would keep every
-//!   hot unit from ever being collapsed, since the plan runs right after the
-//!   probe arms its next samples). The kernel refuses units it
+//!   for the pages the refault probe paged out to sample them and no
+//!   pageout of ours took since (a hot one is back within milliseconds, but
+//!   a sampled 4 KiB page nobody touches again stays out: counting them
+//!   would keep every hot unit of a sparsely touched heap, such as a
+//!   database's buffer pool, from ever being collapsed, and faulting a few
+//!   sampled pages back in is what any access would do anyway). The
+//!   kernel refuses units it
 //!   will never collapse (`EINVAL`) and fails units it cannot collapse now
 //!   (`EAGAIN`, `ENOMEM`, ...). Those units are left out of later plans for
 //!   a while, so quota is not spent on them again and again.
@@ -27,6 +30,7 @@
 use damon_core::ops::ProcTarget;
 use damon_core::ops::sys::{PAGE_IS_HUGE, PAGE_IS_SWAPPED};
 use damon_core::{AddrRange, PAGE_SIZE};
+use std::collections::HashSet;
 use swap_backends::madvise::{self, ActionOutcome, HPAGE_SIZE, MemAction, UnitResult};
 
 /// A refresh at least this often while a THP rule runs.
@@ -109,7 +113,7 @@ impl ThpState {
         proc: &ProcTarget,
         now_us: u64,
         anon_huge_bytes: u64,
-        probe_pages: &[u64],
+        probe_pages: &HashSet<u64>,
     ) {
         let due = match self.last_refresh_us {
             None => true,
@@ -131,8 +135,9 @@ impl ThpState {
                 self.excluded.retain(|&(_, until)| until > now_us);
                 let until = now_us + SWAPPED_EXCLUSION_US;
                 let mut swapped = r.swapped;
-                let probed: Vec<AddrRange> =
+                let mut probed: Vec<AddrRange> =
                     probe_pages.iter().map(|&p| AddrRange::new(p, p + PAGE_SIZE)).collect();
+                probed.sort_by_key(|r| r.start);
                 super::remove_ranges(&mut swapped, &probed);
                 self.excluded.extend(swapped.into_iter().map(|s| (s, until)));
                 self.expected_anon_huge_bytes = Some(anon_huge_bytes);
@@ -164,13 +169,13 @@ impl ThpState {
     /// Splits the units of `ranges` (whole aligned 2 MiB units, as the
     /// planner gives them for a collapse) into those without swapped pages,
     /// to collapse, and those holding some, left out (and out of later plans
-    /// for `SWAPPED_EXCLUSION_US`). Pages in `probe_pages` (sorted) do not
+    /// for `SWAPPED_EXCLUSION_US`). Pages in `probe_pages` do not
     /// count. A unit whose pagemap cannot be read is left out too.
     pub fn leave_out_swapped(
         &mut self,
         proc: &ProcTarget,
         ranges: &[AddrRange],
-        probe_pages: &[u64],
+        probe_pages: &HashSet<u64>,
         now_us: u64,
     ) -> (Vec<AddrRange>, Vec<AddrRange>) {
         let units: Vec<AddrRange> = madvise::prepare(ranges, MemAction::Collapse)
@@ -183,9 +188,10 @@ impl ThpState {
         for u in units {
             let swapped = proc.with_pagemap("check units before collapsing", |pm| {
                 pm.read_range(u, &mut entries)?;
-                Ok(entries.iter().enumerate().any(|(k, e)| {
-                    e.swapped() && probe_pages.binary_search(&(u.start.0 + k as u64 * PAGE_SIZE)).is_err()
-                }))
+                Ok(entries
+                    .iter()
+                    .enumerate()
+                    .any(|(k, e)| e.swapped() && !probe_pages.contains(&(u.start.0 + k as u64 * PAGE_SIZE))))
             });
             if swapped.unwrap_or(true) { out.push(u) } else { keep.push(u) }
         }
