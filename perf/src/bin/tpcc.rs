@@ -85,17 +85,23 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    #[arg(short, long, default_value_t = 10)]
+    /// Warehouses. Each terminal has a home warehouse (terminal i: warehouse
+    /// i mod W + 1), so with more warehouses than terminals the rest are
+    /// touched only by remote payments and remote supply lines: a database
+    /// larger than its working set, the case tiering is for.
+    #[arg(short, long, default_value_t = 40)]
     warehouses: u32,
-    /// innodb_buffer_pool_size (e.g. 4G).
-    #[arg(long, default_value = "4G", value_parser = parse_size)]
+    /// innodb_buffer_pool_size (e.g. 6G): large enough for every page.
+    #[arg(long, default_value = "6G", value_parser = parse_size)]
     buffer_pool: u64,
     /// innodb_log_file_size.
     #[arg(long, default_value = "1G", value_parser = parse_size)]
     log_file: u64,
     #[arg(short, long, default_value_t = 8)]
     terminals: u32,
-    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    /// Before the measured window; etmemd starts with it, so its steady
+    /// state is what is measured.
+    #[arg(long, default_value = "180s", value_parser = parse_duration)]
     warmup: Duration,
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     measure: Duration,
@@ -103,7 +109,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     runs: u32,
     /// Loader connections.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 4)]
     load_threads: u32,
     /// Comma-separated scenario ids (default: all).
     #[arg(long, value_delimiter = ',')]
