@@ -321,8 +321,12 @@ pub fn damo_raw(task: &str, pid: u32, snap: &Snapshot) -> String {
     out
 }
 
-/// How often the region engine reads a target's AnonHugePages.
+/// How often the region engine reads a target's AnonHugePages, at most.
 const ROLLUP_INTERVAL: Duration = Duration::from_secs(2);
+/// ... and at least this many times the last read's duration apart, so the
+/// read costs at most 1 % of a CPU however large the target (a 3.4 GiB
+/// mariadbd takes 40-150 ms per read).
+const ROLLUP_COST_FACTOR: u32 = 100;
 
 /// One process being monitored.
 struct PidTarget {
@@ -331,8 +335,10 @@ struct PidTarget {
     probe: OsProbe,
     actor: PidActor,
     memory: ProcMemory,
-    /// When AnonHugePages was last read (smaps_rollup costs O(RSS)).
+    /// When AnonHugePages was last read (smaps_rollup costs O(RSS)), and
+    /// how long that took.
     rollup_at: Option<Instant>,
+    rollup_took: Duration,
 }
 
 /// The monitoring thread of one task.
@@ -462,7 +468,15 @@ impl TaskRunner {
         tracing::info!(task = %self.task.name, pid, probe = self.probe_kind.name(), "monitoring");
         self.targets.insert(
             pid,
-            PidTarget { id, proc, probe, actor, memory: ProcMemory::default(), rollup_at: None },
+            PidTarget {
+                id,
+                proc,
+                probe,
+                actor,
+                memory: ProcMemory::default(),
+                rollup_at: None,
+                rollup_took: Duration::ZERO,
+            },
         );
         Ok(())
     }
@@ -498,13 +512,18 @@ impl TaskRunner {
         for (id, snap) in snaps {
             let Some(t) = self.targets.values_mut().find(|t| t.id == id) else { continue };
             // VmRSS/VmSwap every aggregation; AnonHugePages (a page-table
-            // walk, O(RSS)) at most every ROLLUP_INTERVAL, so the cost of an
-            // aggregation does not grow with the target's size.
+            // walk, O(RSS)) at most every ROLLUP_INTERVAL and never for more
+            // than 1 % of the time, so the cost does not grow with the
+            // target's size.
+            let every = ROLLUP_INTERVAL.max(t.rollup_took * ROLLUP_COST_FACTOR);
             let huge = match t.rollup_at {
-                Some(at) if at.elapsed() < ROLLUP_INTERVAL => t.memory.anon_huge_bytes,
+                Some(at) if at.elapsed() < every => t.memory.anon_huge_bytes,
                 _ => {
-                    t.rollup_at = Some(Instant::now());
-                    procinfo::anon_huge_bytes(t.proc.dir())
+                    let now = Instant::now();
+                    t.rollup_at = Some(now);
+                    let huge = procinfo::anon_huge_bytes(t.proc.dir());
+                    t.rollup_took = now.elapsed();
+                    huge
                 }
             };
             t.memory = procinfo::proc_status_memory(t.proc.dir(), huge);
