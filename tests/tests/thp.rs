@@ -394,3 +394,40 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
     let v = child.verify().expect("verify");
     assert!(v.ok, "the workload's data changed: {v:?}");
 }
+
+/// A process that turned THP off for itself (prctl PR_SET_THP_DISABLE, as
+/// mariadbd does): the kernel would refuse every collapse, so none is
+/// tried, and `project show` says why.
+#[test]
+fn a_process_with_thp_disabled_is_not_collapsed_and_show_says_why() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    let child = Child::spawn(["--size", "64M", "--hot", "50%", "--thp-disable"]).expect("workload");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.pid())).expect("status");
+    assert!(status.contains("THP_enabled:\t0"), "the child did not turn THP off:\n{status}");
+    let d = TestDaemon::start(DaemonConfig::default());
+    let file = d.config("thp.toml", &project(child.pid()));
+    d.etmem(&["obj", "add", "-f", file.to_str().expect("utf-8")]).ok();
+    d.etmem(&["project", "start", "-n", "thp"]).ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let show = loop {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let show = d.etmem(&["project", "show", "-n", "thp"]);
+        show.ok();
+        // Wait until some memory is THP-eligible: a collapse would be
+        // planned (and refused with EINVAL) now if it were tried.
+        let eligible = show.stdout.contains("thp-eligible") && !show.stdout.contains("thp-eligible 0 B");
+        if eligible || std::time::Instant::now() > deadline {
+            break show;
+        }
+    };
+    println!("{}", show.stdout);
+    assert!(
+        !show.stdout.contains("thp-eligible 0 B"),
+        "nothing became THP-eligible in 60 s:\n{}",
+        show.stdout
+    );
+    show.says("turned transparent huge pages off").says("0 done, 0 refused, 0 failed");
+}

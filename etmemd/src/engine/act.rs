@@ -89,6 +89,9 @@ pub struct PidActor {
     pub idle_reason: Option<String>,
     /// Whether pageout was paused for a full swap pool at the last plan.
     paused_full: bool,
+    /// The process turned THP off for itself (status `THP_enabled: 0`):
+    /// collapses are not tried, and `project show` says why.
+    thp_disabled: bool,
 }
 
 /// Merge a new range into a sorted disjoint list.
@@ -220,6 +223,7 @@ impl PidActor {
             totals: ClassTotals::default(),
             idle_reason: None,
             paused_full: false,
+            thp_disabled: false,
         }
     }
 
@@ -372,6 +376,9 @@ impl PidActor {
                 if mem_action == MemAction::Pageout && pause.is_some() {
                     continue;
                 }
+                if mem_action == MemAction::Collapse && mem.thp_disabled {
+                    continue;
+                }
                 let mut ranges: Vec<AddrRange> =
                     mine.iter().filter(|d| d.action == action).map(|d| d.range).collect();
                 if mem_action == MemAction::Pageout && !self.protected.is_empty() {
@@ -446,6 +453,13 @@ impl PidActor {
             // Cannot fail: the rule comes from this planner's plan.
             let _ = self.planner.record(report.rule, &outcome);
         }
+        if mem.thp_disabled != self.thp_disabled && self.thp_rules {
+            tracing::warn!(pid = self.pid, "{}", THP_DISABLED_NOTE);
+        }
+        self.thp_disabled = mem.thp_disabled;
+        if self.thp_disabled && self.thp_rules {
+            reasons.push(THP_DISABLED_NOTE.to_string());
+        }
         if let Some(p) = pause {
             reasons.insert(0, p);
         }
@@ -462,6 +476,11 @@ pub fn protected_note(now_bytes: u64, skipped_bytes: u64) -> String {
         skipped_bytes >> 20
     )
 }
+
+/// Why no collapse is tried on a process that turned THP off for itself.
+const THP_DISABLED_NOTE: &str = "the process turned transparent huge pages off for itself \
+     (prctl PR_SET_THP_DISABLE; THP_enabled: 0 in /proc/PID/status): the kernel refuses every \
+     MADV_COLLAPSE on it, so none is tried";
 
 /// The most sampled pages [`PidActor`] remembers (8 B each, 4 GiB of pages).
 pub const PROBE_HISTORY_MAX: usize = 1 << 20;
@@ -520,6 +539,9 @@ pub fn thp_extra(actors: &[&PidActor]) -> Vec<(String, String)> {
     );
     if let Some(e) = on.iter().find_map(|a| a.thp.last_error.clone()) {
         state.push_str(&format!("; last refresh failed: {e}"));
+    }
+    if on.iter().any(|a| a.thp_disabled) {
+        state.push_str(&format!("; {THP_DISABLED_NOTE}"));
     }
     vec![
         ("thp_collapses".into(), collapses),

@@ -182,6 +182,10 @@ pub struct ProcMemory {
     pub rss_bytes: u64,
     pub swap_bytes: u64,
     pub anon_huge_bytes: u64,
+    /// `THP_enabled: 0` in status: the process turned THP off for itself
+    /// (`prctl(PR_SET_THP_DISABLE)`, as mariadbd does), so the kernel
+    /// refuses every `MADV_COLLAPSE` on it.
+    pub thp_disabled: bool,
 }
 
 /// A `Key:   123 kB` value of a /proc status-like file, in bytes.
@@ -207,6 +211,7 @@ pub fn proc_status_memory(dir: &Path, anon_huge_bytes: u64) -> ProcMemory {
         rss_bytes: kb_field(&status, "VmRSS").unwrap_or(0),
         swap_bytes: kb_field(&status, "VmSwap").unwrap_or(0),
         anon_huge_bytes,
+        thp_disabled: status.lines().any(|l| l.strip_prefix("THP_enabled:").is_some_and(|v| v.trim() == "0")),
     }
 }
 

@@ -107,6 +107,10 @@ struct Args {
     /// madvise(MADV_NOHUGEPAGE) on every region (overrides config hints).
     #[arg(long)]
     nohugepage: bool,
+    /// prctl(PR_SET_THP_DISABLE) before mapping anything: the process turns
+    /// THP off for itself, as mariadbd does.
+    #[arg(long, conflicts_with = "thp")]
+    thp_disable: bool,
 
     /// Access threads (each runs the phases' patterns with its own RNG; they also share the fill).
     #[arg(long, default_value_t = DEFAULT_THREADS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
@@ -240,6 +244,13 @@ enum Input {
 }
 
 fn run(args: &Args, spec: &WorkloadSpec) -> Result<ExitCode> {
+    if args.thp_disable {
+        // SAFETY: PR_SET_THP_DISABLE takes an integer flag and no pointers.
+        let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        if r != 0 {
+            bail!("prctl(PR_SET_THP_DISABLE): {}", std::io::Error::last_os_error());
+        }
+    }
     let terminate = perf::workload::termination_flag().context("cannot install signal handlers")?;
     let options = RunOptions { threads: args.threads, seed: args.seed, batch_accesses: args.batch };
     let mut workload = Workload::start(spec, &options)?;
