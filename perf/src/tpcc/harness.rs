@@ -39,6 +39,9 @@ pub struct Scenario {
     pub thp: Option<&'static str>,
     /// Sample AnonHugePages (a page-table walk) during the run.
     pub sample_thp: bool,
+    /// Start mariadbd with the `thp_allow` shim: its own
+    /// `prctl(PR_SET_THP_DISABLE)` becomes a no-op, as if it were mysqld.
+    pub allow_thp: bool,
 }
 
 /// Every scenario the harness knows, in report order.
@@ -49,6 +52,7 @@ pub const SCENARIOS: &[Scenario] = &[
         project: None,
         thp: None,
         sample_thp: true,
+        allow_thp: false,
     },
     Scenario {
         id: "cold-zram",
@@ -56,6 +60,7 @@ pub const SCENARIOS: &[Scenario] = &[
         project: Some("cold-zram.toml"),
         thp: None,
         sample_thp: false,
+        allow_thp: false,
     },
     Scenario {
         id: "cold-zram-aggressive",
@@ -63,6 +68,7 @@ pub const SCENARIOS: &[Scenario] = &[
         project: Some("cold-zram-aggressive.toml"),
         thp: None,
         sample_thp: false,
+        allow_thp: false,
     },
     Scenario {
         id: "cold-swapfile",
@@ -70,6 +76,7 @@ pub const SCENARIOS: &[Scenario] = &[
         project: Some("cold-swapfile.toml"),
         thp: None,
         sample_thp: false,
+        allow_thp: false,
     },
     Scenario {
         id: "cold-page",
@@ -77,6 +84,7 @@ pub const SCENARIOS: &[Scenario] = &[
         project: Some("cold-page.toml"),
         thp: None,
         sample_thp: false,
+        allow_thp: false,
     },
     Scenario {
         id: "thp-always",
@@ -84,6 +92,7 @@ pub const SCENARIOS: &[Scenario] = &[
         project: None,
         thp: Some("always"),
         sample_thp: true,
+        allow_thp: true,
     },
     Scenario {
         id: "thp-promote",
@@ -91,6 +100,7 @@ pub const SCENARIOS: &[Scenario] = &[
         project: Some("thp-promote.toml"),
         thp: None,
         sample_thp: true,
+        allow_thp: true,
     },
 ];
 
@@ -606,7 +616,14 @@ fn run_in(
     template: Option<&str>,
     log: &(dyn Fn(String) + Sync),
 ) -> Result<RunRecord, BenchError> {
-    let mut server = Server::start(bins, data, dir, &cfg.server(), SERVER_START_TIMEOUT)?;
+    let mut server_cfg = cfg.server();
+    if sc.allow_thp {
+        match crate::tpcc::thp_allow::build(&cfg.work_dir) {
+            Ok(shim) => server_cfg.preload = Some(shim),
+            Err(e) => return Ok(RunRecord::empty(sc.id, run, RunStatus::Failed(e))),
+        }
+    }
+    let mut server = Server::start(bins, data, dir, &server_cfg, SERVER_START_TIMEOUT)?;
     let t = Instant::now();
     if let Err(e) = server.wait_buffer_pool_loaded(BUFFER_POOL_LOAD_TIMEOUT) {
         return Ok(RunRecord::empty(sc.id, run, RunStatus::Failed(e.to_string())));

@@ -139,6 +139,8 @@ pub struct ServerConfig {
     /// Read the pages listed in `ib_buffer_pool` at start (a warm restart).
     pub load_buffer_pool_at_startup: bool,
     pub max_connections: u32,
+    /// A library for `LD_PRELOAD` (the THP scenarios' `thp_allow` shim).
+    pub preload: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -149,6 +151,7 @@ impl Default for ServerConfig {
             flush_log_at_trx_commit: 2,
             load_buffer_pool_at_startup: true,
             max_connections: 200,
+            preload: None,
         }
     }
 }
@@ -242,7 +245,11 @@ impl Server {
         let err = out
             .try_clone()
             .map_err(|source| StartError::Spawn { mariadbd: bins.mariadbd.clone(), source })?;
-        let child = Command::new(&bins.mariadbd)
+        let mut cmd = Command::new(&bins.mariadbd);
+        if let Some(lib) = &cfg.preload {
+            cmd.env("LD_PRELOAD", lib);
+        }
+        let child = cmd
             .args(server_args(datadir, rundir, cfg))
             .stdin(Stdio::null())
             .stdout(out)

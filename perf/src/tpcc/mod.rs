@@ -17,4 +17,5 @@ pub mod random;
 pub mod report;
 pub mod sample;
 pub mod schema;
+pub mod thp_allow;
 pub mod txn;
