@@ -416,16 +416,7 @@ impl Engine for KernelDamonEngine {
     }
 
     fn command(&mut self, cmd: &str, task: Option<&str>) -> Result<String, EngineError> {
-        let tasks: Vec<String> = {
-            let s = self.shared();
-            match task {
-                Some(t) if !s.tasks.contains_key(t) => {
-                    return Err(EngineError::TaskNotRunning { task: t.into() });
-                }
-                Some(t) => vec![t.to_string()],
-                None => s.tasks.keys().cloned().collect(),
-            }
-        };
+        let tasks = super::command_tasks(task, self.shared().tasks.keys())?;
         if let Some(out) = super::snapshot_command(cmd, &tasks, |t| self.snapshots(t)) {
             return Ok(out);
         }

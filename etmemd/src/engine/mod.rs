@@ -15,6 +15,19 @@ use crate::runtime::Backends;
 use damon_core::Snapshot;
 use std::sync::Arc;
 
+/// The tasks an engine command is about: `task` when the engine runs it,
+/// else every task in `running`.
+pub(crate) fn command_tasks<'a>(
+    task: Option<&str>,
+    mut running: impl Iterator<Item = &'a String>,
+) -> Result<Vec<String>, EngineError> {
+    match task {
+        Some(t) if running.any(|r| r == t) => Ok(vec![t.to_string()]),
+        Some(t) => Err(EngineError::TaskNotRunning { task: t.into() }),
+        None => Ok(running.cloned().collect()),
+    }
+}
+
 /// The engine commands every snapshot-publishing engine answers:
 /// `regions` (damo's raw line form) and `snapshot` (JSON, per task and pid),
 /// over `tasks`, reading each task's snapshots through `snapshots`. `None`

@@ -261,13 +261,7 @@ impl Engine for RegionEngine {
     }
 
     fn command(&mut self, cmd: &str, task: Option<&str>) -> Result<String, EngineError> {
-        let tasks: Vec<String> = match task {
-            Some(t) if !self.tasks.contains_key(t) => {
-                return Err(EngineError::TaskNotRunning { task: t.into() });
-            }
-            Some(t) => vec![t.to_string()],
-            None => self.tasks.keys().cloned().collect(),
-        };
+        let tasks = super::command_tasks(task, self.tasks.keys())?;
         if let Some(out) = super::snapshot_command(cmd, &tasks, |t| self.snapshots(t)) {
             return Ok(out);
         }
