@@ -11,6 +11,7 @@ pub mod machine;
 pub mod procfs;
 pub mod stats;
 pub mod sys;
+pub mod thp;
 pub mod window;
 
 pub use daemon::{EmbeddedDaemon, EmbeddedDaemonError};

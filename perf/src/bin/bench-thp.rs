@@ -32,6 +32,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use etmemd::protocol::TaskStats;
+use perf::bench::thp::{self, THP_ENABLED, ThpGuard};
 use perf::bench::window::{self, Mark};
 use perf::bench::{self, EmbeddedDaemon, Machine, human_bytes, median, min_max};
 use perf::workload::{Child, SpawnOptions};
@@ -40,7 +41,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-const THP_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 const MIB: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,42 +127,6 @@ fn skip_reason() -> Option<String> {
 }
 
 /// The selected value of a sysfs choice file: `always [madvise] never` → `madvise`.
-fn selected(text: &str) -> Option<&str> {
-    let start = text.find('[')? + 1;
-    let end = start + text[start..].find(']')?;
-    Some(&text[start..end])
-}
-
-/// THP `enabled` set to a value for as long as the guard lives; the value
-/// found before is written back on drop (normal end, error, panic, or a
-/// SIGINT / SIGTERM turned into an error by the interrupt flag).
-struct ThpGuard {
-    original: String,
-}
-
-impl ThpGuard {
-    fn set(value: &str) -> Result<ThpGuard> {
-        let text =
-            std::fs::read_to_string(THP_ENABLED).with_context(|| format!("cannot read {THP_ENABLED}"))?;
-        let original =
-            selected(&text).with_context(|| format!("no [selected] value in {THP_ENABLED}: {text}"))?;
-        let guard = ThpGuard { original: original.to_string() };
-        std::fs::write(THP_ENABLED, value)
-            .with_context(|| format!("cannot write {value} to {THP_ENABLED}"))?;
-        eprintln!("  THP enabled: {} -> {value} (restored when the run ends)", guard.original);
-        Ok(guard)
-    }
-}
-
-impl Drop for ThpGuard {
-    fn drop(&mut self) {
-        match std::fs::write(THP_ENABLED, &self.original) {
-            Ok(()) => eprintln!("  THP enabled: restored to {}", self.original),
-            Err(e) => eprintln!("bench-thp: CANNOT RESTORE {THP_ENABLED} to {}: {e}", self.original),
-        }
-    }
-}
-
 /// THP `enabled` changed under a run (another process): the run is void.
 #[derive(Debug, thiserror::Error)]
 #[error("THP `enabled` is `{found}` during the {mode} run, which needs `{expected}`")]
@@ -173,8 +137,7 @@ struct ThpModeChanged {
 }
 
 fn thp_mode() -> String {
-    let text = std::fs::read_to_string(THP_ENABLED).unwrap_or_default();
-    selected(&text).unwrap_or("?").to_string()
+    thp::thp_mode().unwrap_or_else(|| "?".to_string())
 }
 
 /// Err when THP `enabled` is not what `mode` runs under.
@@ -342,7 +305,14 @@ fn run_one(args: &Args, mode: Mode, flag: Option<&AtomicBool>) -> Result<RunResu
     let used_before = host_used_bytes();
     // Guards drop in reverse order: the workload dies first, then the
     // daemon stops the project (removing its zram device), then THP is restored.
-    let _thp = if mode == Mode::Thp { Some(ThpGuard::set("always")?) } else { None };
+    let _thp = match mode {
+        Mode::Thp => {
+            let guard = ThpGuard::set("always").context("cannot set THP enabled = always")?;
+            eprintln!("  THP enabled: {} -> always (restored when the run ends)", guard.previous());
+            Some(guard)
+        }
+        _ => None,
+    };
     check_thp_mode(mode)?;
     let daemon = if mode == Mode::Ethp { Some(EmbeddedDaemon::new()?) } else { None };
     let size = format!("{}M", args.hot_mib + args.cold_mib);
@@ -570,9 +540,8 @@ fn main() -> Result<()> {
     if flag.is_none() {
         bail!("cannot install the SIGINT / SIGTERM handlers that make the THP setting come back");
     }
-    let text = std::fs::read_to_string(THP_ENABLED)?;
-    if selected(&text) != Some("madvise") {
-        bail!("THP is `{}` here; orig and ethp need `madvise`", text.trim());
+    if thp::thp_mode().as_deref() != Some("madvise") {
+        bail!("THP is `{}` here; orig and ethp need `madvise`", thp_mode());
     }
     let machine = Machine::describe();
     let started = format!("started at uptime {:.0} s", uptime_s());
@@ -608,16 +577,4 @@ fn uptime_s() -> f64 {
         .ok()
         .and_then(|t| t.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn selected_value_of_a_choice_file() {
-        assert_eq!(selected("always [madvise] never\n"), Some("madvise"));
-        assert_eq!(selected("[always] madvise never"), Some("always"));
-        assert_eq!(selected("always madvise never"), None);
-    }
 }

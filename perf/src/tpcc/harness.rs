@@ -10,6 +10,7 @@ use super::load::{self, LoadConfig, LoadSummary};
 use super::mariadb::{self, Binaries, Server, ServerConfig};
 use super::os;
 use super::sample::{Sample, Sampler, SamplerConfig};
+use crate::bench::thp::{THP_ENABLED, ThpGuard, thp_mode};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,6 @@ const SERVER_START_TIMEOUT: Duration = Duration::from_secs(600);
 const BUFFER_POOL_LOAD_TIMEOUT: Duration = Duration::from_secs(900);
 /// How long a clean mariadbd shutdown may take before SIGKILL.
 const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(300);
-const THP_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 /// Bumped when the loader or schema changes, so old images are reloaded.
 const IMAGE_FORMAT: u32 = 1;
 
@@ -258,36 +258,6 @@ pub fn prepare_image(
     let text = serde_json::to_string_pretty(&image).unwrap_or_default();
     std::fs::write(&marker, text).map_err(io_err("cannot write", &marker))?;
     Ok((data, image))
-}
-
-/// Sets THP `enabled` and restores the previous mode on drop.
-#[derive(Debug)]
-pub struct ThpGuard {
-    previous: String,
-}
-
-/// The THP `enabled` mode (the bracketed word).
-pub fn thp_mode() -> Option<String> {
-    let text = std::fs::read_to_string(THP_ENABLED).ok()?;
-    let start = text.find('[')? + 1;
-    let end = text[start..].find(']')? + start;
-    Some(text[start..end].to_string())
-}
-
-impl ThpGuard {
-    pub fn set(mode: &str) -> io::Result<ThpGuard> {
-        let previous = thp_mode().ok_or_else(|| io::Error::other(format!("cannot read {THP_ENABLED}")))?;
-        std::fs::write(THP_ENABLED, mode)?;
-        Ok(ThpGuard { previous })
-    }
-}
-
-impl Drop for ThpGuard {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::write(THP_ENABLED, &self.previous) {
-            eprintln!("tpcc: cannot restore THP enabled = {}: {e}", self.previous);
-        }
-    }
 }
 
 /// Why etmemd or the project could not be started.
