@@ -561,9 +561,11 @@ impl Worker {
         stop: &StopSignal,
     ) {
         let mut probes: BTreeMap<u32, (Arc<ProcTarget>, OsPageProbe)> = BTreeMap::new();
+        let mut history: BTreeMap<String, procinfo::PidHistory> = BTreeMap::new();
         while !stop.is_stopped() {
             let tasks_now = tasks.lock().map(|t| t.clone()).unwrap_or_default();
-            if let Err(e) = self.round(&tasks_now, &mut probes, published, stop)
+            history.retain(|name, _| tasks_now.contains_key(name));
+            if let Err(e) = self.round(&tasks_now, &mut history, &mut probes, published, stop)
                 && let Ok(mut p) = published.lock()
             {
                 p.last_error = Some(e);
@@ -577,6 +579,7 @@ impl Worker {
     fn round(
         &self,
         tasks: &BTreeMap<String, conf::Task>,
+        history: &mut BTreeMap<String, procinfo::PidHistory>,
         probes: &mut BTreeMap<u32, (Arc<ProcTarget>, OsPageProbe)>,
         published: &Mutex<Published>,
         stop: &StopSignal,
@@ -592,7 +595,12 @@ impl Worker {
         let mut pids: Vec<PidPages> = Vec::new();
         let mut owner: BTreeMap<u32, String> = BTreeMap::new();
         for (name, t) in tasks {
-            for pid in procinfo::resolve_task(t).pids {
+            let mut resolved = procinfo::resolve_task(t);
+            history.entry(name.clone()).or_default().filter(&t.target, &mut resolved);
+            for (pid, why) in &resolved.refused {
+                tracing::debug!(task = %name, pid, "not monitored: {why}");
+            }
+            for pid in resolved.pids {
                 let filter = VmaFilter {
                     file_backed: !t.cslide.as_ref().is_some_and(|c| c.anon_only),
                     required_vm_flags: vec!["ht".into()],

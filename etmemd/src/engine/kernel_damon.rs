@@ -337,6 +337,7 @@ impl KernelDamonEngine {
             restarts: 0,
             last_error: None,
             refused_logged: BTreeSet::new(),
+            pid_history: BTreeMap::new(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("kdamond:{}", project.name))
@@ -518,6 +519,8 @@ struct Runner {
     restarts: u64,
     last_error: Option<String>,
     refused_logged: BTreeSet<u32>,
+    /// Per task name: the process a `pid` task found first, so a reused pid is refused.
+    pid_history: BTreeMap<String, procinfo::PidHistory>,
 }
 
 /// A cgroup task's memcg path relative to the cgroup2 mount.
@@ -611,8 +614,10 @@ impl Runner {
             return (targets, memcgs);
         }
         let mut pids: BTreeSet<u32> = BTreeSet::new();
+        self.pid_history.retain(|name, _| tasks.iter().any(|t| t.name == *name));
         for t in &tasks {
-            let r = procinfo::resolve_task(t);
+            let mut r = procinfo::resolve_task(t);
+            self.pid_history.entry(t.name.clone()).or_default().filter(&t.target, &mut r);
             for (pid, why) in &r.refused {
                 if self.refused_logged.insert(*pid) {
                     tracing::warn!(task = %t.name, pid, "not monitored: {why}");

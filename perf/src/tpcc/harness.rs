@@ -55,6 +55,14 @@ pub const SCENARIOS: &[Scenario] = &[
         allow_thp: false,
     },
     Scenario {
+        id: "cold-zram-watch",
+        title: "cold-zram's monitoring only (region engine, refault probe, no action)",
+        project: Some("cold-zram-watch.toml"),
+        thp: None,
+        sample_thp: false,
+        allow_thp: false,
+    },
+    Scenario {
         id: "cold-zram",
         title: "cold pages to zram (region engine)",
         project: Some("cold-zram.toml"),
