@@ -126,7 +126,6 @@ fn skip_reason() -> Option<String> {
     swap_backends::zram::unavailable_reason()
 }
 
-/// The selected value of a sysfs choice file: `always [madvise] never` → `madvise`.
 /// THP `enabled` changed under a run (another process): the run is void.
 #[derive(Debug, thiserror::Error)]
 #[error("THP `enabled` is `{found}` during the {mode} run, which needs `{expected}`")]

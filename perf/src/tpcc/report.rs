@@ -252,10 +252,7 @@ pub fn goals(records: &[RunRecord]) -> Vec<String> {
             // pages out as it scans; the region engine's pageouts are
             // acting CPU, the same work per byte for either engine).
             if let (Some(rm), Some(pm)) = (r.monitor_cpu_s, p.monitor_cpu_s) {
-                let (rmg, pmg) = (
-                    rm / ((b.rss_mib - r.rss_mib).max(1.0) / 1024.0),
-                    pm / ((b.rss_mib - p.rss_mib).max(1.0) / 1024.0),
-                );
+                let (rmg, pmg) = (per_gib(rm, r.rss_mib), per_gib(pm, p.rss_mib));
                 line.push_str(&format!(
                     "; monitoring CPU alone: region {rm:.1} s ({rmg:.2} s per GiB saved), page {pm:.1} s ({pmg:.2} s per GiB saved): {:.1}x",
                     if rmg > 0.0 { pmg / rmg } else { f64::INFINITY }
