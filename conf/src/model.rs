@@ -409,11 +409,16 @@ pub struct RegionEngine {
     /// Also monitor file-backed mappings (etmem scans anonymous and
     /// private-writable ones only).
     pub file_backed: bool,
+    /// Stop checking a region for the rest of an aggregation interval once
+    /// it was seen accessed this many times (0 = never stop, DAMON's way).
+    /// `None`: with the refault probe, the fewest accesses that settle every
+    /// decision of the policy (`policies::settled_after`); 0 with the others.
+    pub max_probed_accesses: Option<u32>,
 }
 
 impl Default for RegionEngine {
     fn default() -> Self {
-        RegionEngine { probe: ProbeChoice::Auto, file_backed: false }
+        RegionEngine { probe: ProbeChoice::Auto, file_backed: false, max_probed_accesses: None }
     }
 }
 

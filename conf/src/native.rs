@@ -205,6 +205,7 @@ fn engine(t: Tbl<'_, '_>, d: &mut Diag) -> Option<(Scan, EngineKind)> {
                 EngineKind::Region(RegionEngine {
                     probe: probe(&t, d),
                     file_backed: t.bool(d, "file_backed").unwrap_or(false),
+                    max_probed_accesses: t.uint(d, "max_probed_accesses", 0, u32::MAX.into()),
                 })
             } else {
                 let ops = match t.choice(d, "ops", &["vaddr", "paddr"]) {

@@ -421,6 +421,20 @@ const ENGINE_KEYS: &[KeySpec] = &[
         "Also monitor file-backed mappings (etmem scans anonymous and private writable ones).",
     ),
     key(
+        "max_probed_accesses",
+        "integer >= 0",
+        Text("refault probe: as the policy needs; else 0"),
+        &["region"],
+        "Once a region was seen accessed this many times in an aggregation interval, stop \
+         checking it until the next one; its other samples are drawn at the rate seen. Bounds \
+         what a hot region costs the refault probe (a pageout and a fault per hot check); \
+         regions with fewer accesses, every cold one, are checked at every sample. Unset with \
+         the refault probe: the fewest accesses that settle every decision of the policy \
+         (`cold_max_accesses` + 1; also `hot_min_accesses` when promoting THP or prefetching; \
+         the schemes' access ranges), so decisions stay those of checking every sample. 0 = \
+         check every sample, as DAMON does.",
+    ),
+    key(
         "ops",
         "`vaddr` / `paddr`",
         Text("vaddr"),

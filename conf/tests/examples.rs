@@ -190,3 +190,24 @@ fn etmem_separate_files() {
     assert!(checks::task_fits(t, e, &p).is_ok());
     assert_eq!(e.kind.schemes()[0].pattern.min_age, AgeBound::Aggregations(1200));
 }
+
+/// The TPC-C harness's project templates parse once filled in, and the
+/// watch scenarios differ from cold-zram only where they say.
+#[test]
+fn tpcc_templates_parse() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../perf/configs/tpcc");
+    let mut region_caps = Vec::new();
+    for f in files_in(&dir) {
+        let text = std::fs::read_to_string(dir.join(&f)).unwrap();
+        let filled = text.replace("@PID@", "4242").replace("@RUN_DIR@", "/tmp/tpcc-run");
+        let o = parse(&f, filled.as_bytes(), None).unwrap_or_else(|e| panic!("{f} does not parse:\n{e}"));
+        for e in &o.engines {
+            if let EngineKind::Region(r) = &e.kind {
+                region_caps.push((f.clone(), r.max_probed_accesses));
+            }
+        }
+    }
+    assert!(region_caps.contains(&("cold-zram-watch-dense.toml".into(), Some(0))), "{region_caps:?}");
+    assert!(region_caps.contains(&("cold-zram-watch.toml".into(), None)), "{region_caps:?}");
+    assert!(region_caps.contains(&("cold-zram.toml".into(), None)), "{region_caps:?}");
+}

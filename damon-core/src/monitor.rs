@@ -107,6 +107,15 @@ pub struct MonitorAttrs {
     /// really holds and a big cold region cannot swallow a hot area
     /// (damon.md §5, §13). Off = mainline ≤ 6.x behaviour.
     pub strict_min_nr_regions: bool,
+    /// Not in the kernel: once a region has been seen accessed this many
+    /// times in the current aggregation interval, stop checking it until the
+    /// next one, and fill its remaining samples in at random from the rate
+    /// seen so far (`probed_accesses / probed`). For probes whose check costs
+    /// per accessed page (the refault probe pays a page fault for every hot
+    /// sample) this bounds a hot region's cost per aggregation to this many
+    /// accesses, while a region with fewer accesses (every cold one) is
+    /// checked at every sample exactly as DAMON does. 0 = check every sample.
+    pub max_probed_accesses: u32,
 }
 
 impl Default for MonitorAttrs {
@@ -120,6 +129,7 @@ impl Default for MonitorAttrs {
             min_region_sz: PAGE_SIZE,
             intervals_goal: None,
             strict_min_nr_regions: false,
+            max_probed_accesses: 0,
         }
     }
 }
@@ -274,6 +284,9 @@ pub struct MonitorStats {
     pub interval_tunes: u64,
     /// Sampled addresses handed out for checking.
     pub sampled_addrs: u64,
+    /// Region samples not checked but filled in from the region's rate
+    /// ([`MonitorAttrs::max_probed_accesses`]).
+    pub imputed_samples: u64,
 }
 
 /// What the monitor needs from the world for [`Monitor::step`]: a probe per
@@ -295,7 +308,10 @@ struct Target {
     id: TargetId,
     layout: RangeLayout,
     regions: Vec<Region>,
+    /// This sample's addresses, one per checked region.
     sampling_addrs: Vec<Addr>,
+    /// The index in `regions` of each of `sampling_addrs`.
+    probed: Vec<usize>,
     armed: bool,
     recorded: bool,
 }
@@ -428,6 +444,7 @@ impl Monitor {
             layout,
             regions: Vec::new(),
             sampling_addrs: Vec::new(),
+            probed: Vec::new(),
             armed: false,
             recorded: false,
         });
@@ -543,6 +560,8 @@ impl Monitor {
                 r.nr_accesses_bp = r.nr_accesses.saturating_mul(10_000);
             }
             r.age = u32::try_from(u64::from(r.age) * old_aggr / new_aggr.max(1)).unwrap_or(u32::MAX);
+            r.probed = 0;
+            r.probed_accesses = 0;
         }
         self.attrs = new;
     }
@@ -590,14 +609,22 @@ impl Monitor {
     /// `prepare_access_checks`: pick this sample's address in every region,
     /// uniformly among its pages (the kernel picks a byte; probes work on
     /// pages, and page-aligned regions make the two choices equivalent).
+    /// A region that reached [`MonitorAttrs::max_probed_accesses`] gets no
+    /// address.
     pub fn prepare_sample(&mut self) {
+        let cap = self.attrs.max_probed_accesses;
         for t in &mut self.targets {
             t.sampling_addrs.clear();
-            for r in &mut t.regions {
+            t.probed.clear();
+            for (i, r) in t.regions.iter_mut().enumerate() {
+                if cap > 0 && r.probed_accesses >= cap {
+                    continue;
+                }
                 let pages = r.len() / PAGE_SIZE;
                 let page = if pages > 1 { self.rng.random_range(0..pages) } else { 0 };
                 r.sampling_addr = Addr(r.range.start.0 + page * PAGE_SIZE);
                 t.sampling_addrs.push(r.sampling_addr);
+                t.probed.push(i);
             }
             self.stats.sampled_addrs += t.sampling_addrs.len() as u64;
             t.armed = true;
@@ -607,7 +634,8 @@ impl Monitor {
     }
 
     /// Feed a target's check results: `accessed[i]` for the i-th sampling
-    /// address of this sample (`damon_update_region_access_rate`).
+    /// address of this sample (`damon_update_region_access_rate`). Regions
+    /// that got no address this sample are filled in from their rate.
     pub fn record(&mut self, id: TargetId, accessed: &[bool]) -> Result<(), RecordError> {
         let idx = self.target_index(id).ok_or(RecordError::UnknownTarget { id })?;
         self.record_index(idx, accessed)
@@ -619,14 +647,26 @@ impl Monitor {
         if !t.armed || t.recorded {
             return Err(RecordError::NotArmed { id: t.id });
         }
-        if accessed.len() != t.regions.len() {
+        if accessed.len() != t.probed.len() {
             return Err(RecordError::LengthMismatch {
                 id: t.id,
-                expected: t.regions.len(),
+                expected: t.probed.len(),
                 got: accessed.len(),
             });
         }
-        for (r, &a) in t.regions.iter_mut().zip(accessed) {
+        let mut checked = t.probed.iter().copied().zip(accessed.iter().copied()).peekable();
+        for (i, r) in t.regions.iter_mut().enumerate() {
+            let a = match checked.next_if(|&(j, _)| j == i) {
+                Some((_, a)) => {
+                    r.probed += 1;
+                    r.probed_accesses += u32::from(a);
+                    a
+                }
+                None => {
+                    self.stats.imputed_samples += 1;
+                    self.rng.random_ratio(r.probed_accesses.min(r.probed), r.probed.max(1))
+                }
+            };
             regions::update_access_rate(r, a, len_window);
         }
         t.recorded = true;
@@ -775,6 +815,8 @@ impl Monitor {
             }
             r.last_nr_accesses = r.nr_accesses;
             r.nr_accesses = 0;
+            r.probed = 0;
+            r.probed_accesses = 0;
         }
     }
 
@@ -1004,6 +1046,97 @@ mod tests {
         assert_eq!(updates, vec![60, 120]);
         assert_eq!(m.stats().samples, 120);
         assert_eq!(m.stats().aggregations, 6);
+    }
+
+    /// Pages below `hot_end` are accessed at every sample, pages from
+    /// `warm_start` one sample in `warm_every`; counts the addresses checked.
+    struct Banded {
+        hot_end: u64,
+        warm_start: u64,
+        warm_every: u32,
+        calls: u32,
+        checked: u64,
+    }
+    impl AccessProbe for Banded {
+        fn name(&self) -> &'static str {
+            "banded"
+        }
+        fn sees(&self) -> Sees {
+            Sees::ReadsAndWrites
+        }
+        fn arm(&mut self, _: &[Addr]) -> Result<(), ProbeError> {
+            Ok(())
+        }
+        fn check(&mut self, addrs: &[Addr], accessed: &mut [bool]) -> Result<(), ProbeError> {
+            self.calls += 1;
+            self.checked += addrs.len() as u64;
+            for (a, hit) in addrs.iter().zip(accessed.iter_mut()) {
+                *hit = a.0 < self.hot_end || (a.0 >= self.warm_start && self.calls.is_multiple_of(self.warm_every));
+            }
+            Ok(())
+        }
+    }
+    impl TargetOps for Banded {
+        fn probe(&mut self, _: TargetId) -> Option<&mut dyn AccessProbe> {
+            Some(self)
+        }
+    }
+
+    /// Hot area [0, 300 pages), cold [300, 700), warm [700, 1000) (one sample
+    /// in 4); 10 fixed regions (no merge: min_nr_regions keeps them apart).
+    fn banded_run(cap: u32) -> (Vec<Snapshot>, Banded, MonitorStats) {
+        let a = MonitorAttrs { min_nr_regions: 10, max_nr_regions: 10, max_probed_accesses: cap, ..attrs() };
+        let mut m = Monitor::new(a, 11).unwrap();
+        m.add_target(TargetId(1), &[AddrRange::new(0, 1000 * P)]).unwrap();
+        let mut probe = Banded { hot_end: 300 * P, warm_start: 700 * P, warm_every: 4, calls: 0, checked: 0 };
+        let mut snaps = Vec::new();
+        for _ in 0..=200 {
+            if let Some(mut out) = m.step(&mut probe).aggregated {
+                snaps.push(out.remove(0).1);
+            }
+        }
+        (snaps, probe, m.stats())
+    }
+
+    #[test]
+    fn probed_accesses_cap_stops_checking_hot_regions_and_keeps_cold_ones_exact() {
+        let (plain, plain_probe, plain_stats) = banded_run(0);
+        let (capped, capped_probe, stats) = banded_run(6);
+        assert_eq!(plain_stats.imputed_samples, 0);
+        assert_eq!(plain_probe.checked, 200 * 10);
+        // Per aggregation: 3 hot regions checked 6 times, 7 others 20 times
+        // (warm ones have 5 hits, below the cap).
+        assert_eq!(capped_probe.checked, 10 * (3 * 6 + 7 * 20));
+        assert_eq!(stats.imputed_samples, 10 * 3 * 14);
+        // The last sample is prepared (all 10 regions: a new aggregation) but not checked.
+        assert_eq!(stats.sampled_addrs, capped_probe.checked + 10);
+        for (p, c) in plain.iter().zip(&capped) {
+            let counts = |s: &Snapshot| s.regions.iter().map(|r| r.nr_accesses).collect::<Vec<_>>();
+            let (p, c) = (counts(p), counts(c));
+            // Hot regions: 6 of 6 checks hit, the rest filled in as hits.
+            assert_eq!(&c[..3], &[20, 20, 20]);
+            assert_eq!(&p[..3], &[20, 20, 20]);
+            // Cold regions are checked at every sample: exactly 0 either way.
+            assert_eq!(&c[3..7], &[0, 0, 0, 0]);
+            assert_eq!(&p[3..7], &[0, 0, 0, 0]);
+            // Warm regions (5 hits of 20) are never capped: checked as DAMON does.
+            assert_eq!(&c[7..], &p[7..]);
+            assert!(c[7..].iter().all(|&n| n == 5), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn capped_regions_are_filled_in_at_the_rate_seen() {
+        // Cap 2: warm regions (one hit in 4) reach it after 8 checks; their
+        // 12 other samples are drawn at 2/8, so the count stays about 5.
+        let (capped, probe, _) = banded_run(2);
+        assert_eq!(probe.checked, 10 * (3 * 2 + 4 * 20 + 3 * 8));
+        let warm: Vec<u32> =
+            capped.iter().flat_map(|s| s.regions[7..].iter().map(|r| r.nr_accesses)).collect();
+        let mean = f64::from(warm.iter().sum::<u32>()) / warm.len() as f64;
+        assert!((4.0..=6.0).contains(&mean), "mean {mean} of {warm:?}");
+        assert!(warm.iter().all(|&n| (2..=14).contains(&n)), "{warm:?}");
+        assert!(capped.iter().all(|s| s.regions[3..7].iter().all(|r| r.nr_accesses == 0)));
     }
 
     #[test]

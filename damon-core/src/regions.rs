@@ -23,6 +23,13 @@ pub struct Region {
     pub age: u32,
     /// `nr_accesses` of the previous aggregation interval.
     pub last_nr_accesses: u32,
+    /// Samples of the current aggregation interval really checked by the
+    /// probe (not DAMON's: see [`MonitorAttrs::max_probed_accesses`]).
+    ///
+    /// [`MonitorAttrs::max_probed_accesses`]: crate::monitor::MonitorAttrs::max_probed_accesses
+    pub probed: u32,
+    /// Of those, the ones that found an access.
+    pub probed_accesses: u32,
 }
 
 impl Region {
@@ -35,6 +42,8 @@ impl Region {
             nr_accesses_bp: 0,
             age: 0,
             last_nr_accesses: 0,
+            probed: 0,
+            probed_accesses: 0,
         }
     }
 

@@ -85,6 +85,30 @@ pub fn resolve_accesses(bound: AccessBound, max_nr_accesses: u32) -> u32 {
     }
 }
 
+/// How many accesses in an aggregation interval settle every access-count
+/// decision of `policy` and `schemes`: once a region has shown this many, no
+/// further check can change whether it is cold (`> cold_max_accesses`), hot
+/// (`>= hot_min_accesses`, when the policy acts on hot memory: THP promotion
+/// or prefetch) or inside a scheme's access range. The region engine stops
+/// checking a region there (`max_probed_accesses` unset, refault probe): the
+/// decisions stay exactly those of checking every sample. 0 when no count
+/// below `max_nr_accesses` settles them (check every sample).
+pub fn settled_after(policy: &Policy, schemes: &[conf::Scheme], max_nr_accesses: u32) -> u32 {
+    let acc = |b: AccessBound| resolve_accesses(b, max_nr_accesses);
+    let mut need = acc(policy.cold_max_accesses).saturating_add(1);
+    if policy.promote_thp || policy.prefetch_warm {
+        need = need.max(acc(policy.hot_min_accesses));
+    }
+    for s in schemes {
+        need = need.max(acc(s.pattern.min_accesses));
+        let max = acc(s.pattern.max_accesses);
+        if max < max_nr_accesses {
+            need = need.max(max + 1);
+        }
+    }
+    if need >= max_nr_accesses { 0 } else { need.max(1) }
+}
+
 /// An [`AgeBound`] in aggregation intervals: `Time` as
 /// `floor(time / aggr_interval)` (damo's conversion), `Max` as `u64::MAX`.
 pub fn resolve_age(bound: AgeBound, aggr_interval_us: u64) -> u64 {
@@ -187,6 +211,34 @@ pub(crate) fn aligned_runs(
 mod tests {
     use super::*;
     use crate::testutil::{MIB, Region, policy, snap};
+
+    #[test]
+    fn settled_after_is_the_largest_count_a_decision_still_needs() {
+        let mut p = policy(); // cold <= 1, hot >= 10
+        assert_eq!(settled_after(&p, &[], 20), 2, "cold only: 2 accesses rule cold out");
+        p.cold_max_accesses = AccessBound::Count(0);
+        assert_eq!(settled_after(&p, &[], 20), 1);
+        p.promote_thp = true;
+        assert_eq!(settled_after(&p, &[], 20), 10, "hot decides promotion: 10 settle it");
+        assert_eq!(settled_after(&p, &[], 10), 0, "10 of 10 samples: nothing to save");
+        p.promote_thp = false;
+        let scheme = |min, max| conf::Scheme {
+            pattern: conf::AccessPattern {
+                min_accesses: AccessBound::Count(min),
+                max_accesses: max,
+                ..conf::AccessPattern::default()
+            },
+            action: conf::Action::Pageout,
+            quota: None,
+            watermarks: None,
+            apply_interval: None,
+        };
+        assert_eq!(settled_after(&p, &[scheme(4, AccessBound::Max)], 20), 4);
+        assert_eq!(settled_after(&p, &[scheme(0, AccessBound::Count(6))], 20), 7);
+        assert_eq!(settled_after(&p, &[scheme(0, AccessBound::Bp(5000))], 20), 11);
+        p.cold_max_accesses = AccessBound::Max;
+        assert_eq!(settled_after(&p, &[], 20), 0);
+    }
 
     /// Data-driven: regions as `(start_mib, end_mib, nr_accesses, age)` with
     /// max_nr_accesses 20 and a 100 ms aggregation interval; the policy is

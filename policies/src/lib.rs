@@ -42,7 +42,9 @@ pub mod score;
 #[cfg(test)]
 mod testutil;
 
-pub use classify::{Class, ClassTotals, Classification, Thresholds, classify, resolve_accesses, resolve_age};
+pub use classify::{
+    Class, ClassTotals, Classification, Thresholds, classify, resolve_accesses, resolve_age, settled_after,
+};
 pub use gates::{Blocked, HostMemory, TaskMemory, WatermarkState};
 pub use planner::{
     Decision, Outcome, Plan, PlanInput, Planner, RecordError, RuleId, RuleReport, RuleStats, task_policy,

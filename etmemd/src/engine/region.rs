@@ -52,7 +52,9 @@ impl TaskThread {
 #[derive(Debug, Clone)]
 struct RegionSettings {
     attrs: MonitorAttrs,
-    probe: conf::ProbeChoice,
+    /// The region engine's conf (probe choice; `max_probed_accesses` depends
+    /// on the probe chosen at start).
+    region: conf::RegionEngine,
     forbid_refault: bool,
     filter: VmaFilter,
     policy: conf::Policy,
@@ -152,7 +154,7 @@ impl RegionEngine {
             stands_in_for,
             settings: RegionSettings {
                 attrs,
-                probe: region.probe,
+                region: region.clone(),
                 forbid_refault: false,
                 filter,
                 policy: project.policy.clone(),
@@ -183,10 +185,10 @@ fn probe_kind(choice: conf::ProbeChoice) -> Option<ProbeKind> {
 fn choose_probe(s: &RegionSettings) -> Result<(ProbeKind, String), EngineError> {
     let env = HostEnv { swap_planned: s.swap_planned, ..HostEnv::default() };
     let unsupported = |reason: String| EngineError::Unsupported { kind: "region".into(), reason };
-    if s.probe == conf::ProbeChoice::Simulated {
+    if s.region.probe == conf::ProbeChoice::Simulated {
         return Err(unsupported("probe simulated drives only the built-in demo, not real tasks".into()));
     }
-    let sel = match probe_kind(s.probe) {
+    let sel = match probe_kind(s.region.probe) {
         Some(kind) => select::select_explicit(kind, &env, None),
         None => {
             let forbidden: &[ProbeKind] = if s.forbid_refault { &[ProbeKind::Refault] } else { &[] };
@@ -204,7 +206,18 @@ impl Engine for RegionEngine {
         }
         let (kind, why) = choose_probe(&self.settings)?;
         tracing::info!(task = %task.name, "region engine: {why}");
-        let monitor = Monitor::new(self.settings.attrs.clone(), seed_for(&task.name))
+        let attrs = MonitorAttrs {
+            max_probed_accesses: self.settings.region.max_probed_accesses.unwrap_or(match kind {
+                ProbeKind::Refault => policies::settled_after(
+                    &self.settings.policy,
+                    &self.settings.schemes,
+                    self.settings.attrs.max_nr_accesses(),
+                ),
+                _ => 0,
+            }),
+            ..self.settings.attrs.clone()
+        };
+        let monitor = Monitor::new(attrs, seed_for(&task.name))
             .map_err(|e| EngineError::Task { task: task.name.clone(), reason: e.to_string() })?;
         let (stop_tx, stop_rx) = mpsc::channel();
         let published = Arc::new(Mutex::new(Published::default()));
@@ -583,13 +596,18 @@ impl TaskRunner {
         if protected + skipped > 0 {
             s.extra.insert("refault_protected".into(), super::act::protected_note(protected, skipped));
         }
-        s.extra.insert(
-            "probe_samples".into(),
-            format!(
-                "{} checked, {} accessed, {} unknown",
-                probe.addrs_checked, probe.accessed, probe.unknown
-            ),
+        let mut samples = format!(
+            "{} checked, {} accessed, {} unknown",
+            probe.addrs_checked, probe.accessed, probe.unknown
         );
+        let cap = self.monitor.attrs().max_probed_accesses;
+        if cap > 0 {
+            samples += &format!(
+                ", {} filled in for regions already seen accessed (max_probed_accesses {cap})",
+                self.monitor.stats().imputed_samples
+            );
+        }
+        s.extra.insert("probe_samples".into(), samples);
         if self.probe_kind == ProbeKind::Refault {
             let armed: u64 =
                 self.targets.values().filter_map(|t| t.probe.refault_stats()).map(|r| r.pages_armed).sum();

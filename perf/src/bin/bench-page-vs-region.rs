@@ -433,7 +433,7 @@ fn real_engine(
             name: "region".into(),
             kind: conf::EngineKind::Region(conf::RegionEngine {
                 probe: conf::ProbeChoice::Refault,
-                file_backed: false,
+                ..conf::RegionEngine::default()
             }),
         };
         (p, e)

@@ -63,6 +63,14 @@ pub const SCENARIOS: &[Scenario] = &[
         allow_thp: false,
     },
     Scenario {
+        id: "cold-zram-watch-dense",
+        title: "cold-zram-watch checking every region at every sample (max_probed_accesses 0)",
+        project: Some("cold-zram-watch-dense.toml"),
+        thp: None,
+        sample_thp: false,
+        allow_thp: false,
+    },
+    Scenario {
         id: "cold-zram",
         title: "cold pages to zram (region engine)",
         project: Some("cold-zram.toml"),

@@ -374,7 +374,14 @@ pub fn render(input: &ReportInput<'_>) -> String {
         "| scenario | tpmTotal | change | tpmC | VmRSS MiB | VmSwap MiB | RSS saved | MemTotal−MemFree MiB | zram RAM MiB | etmemd CPU % | runs |"
     );
     let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for id in ["baseline", "cold-zram-watch", "cold-zram", "cold-zram-aggressive", "cold-swapfile"] {
+    for id in [
+        "baseline",
+        "cold-zram-watch-dense",
+        "cold-zram-watch",
+        "cold-zram",
+        "cold-zram-aggressive",
+        "cold-swapfile",
+    ] {
         row_memory(&mut o, id, &standing(records, id), &change, &saved);
     }
     let _ = writeln!(o);
