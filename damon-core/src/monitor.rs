@@ -1071,7 +1071,8 @@ mod tests {
             self.calls += 1;
             self.checked += addrs.len() as u64;
             for (a, hit) in addrs.iter().zip(accessed.iter_mut()) {
-                *hit = a.0 < self.hot_end || (a.0 >= self.warm_start && self.calls.is_multiple_of(self.warm_every));
+                *hit = a.0 < self.hot_end
+                    || (a.0 >= self.warm_start && self.calls.is_multiple_of(self.warm_every));
             }
             Ok(())
         }

@@ -104,6 +104,27 @@ fn show_seconds(show: &str, key: &str) -> Option<f64> {
     total
 }
 
+/// A `1234 word` figure of `project show`: the number right before each
+/// word starting with `word`, summed over its tasks (`22374 checked,`,
+/// `paged out 7605 sampled pages`).
+fn show_count(show: &str, word: &str) -> Option<f64> {
+    let mut total = None;
+    for w in show.split_whitespace().collect::<Vec<_>>().windows(2) {
+        if w[1].starts_with(word)
+            && let Ok(v) = w[0].parse::<f64>()
+        {
+            *total.get_or_insert(0.0) += v;
+        }
+    }
+    total
+}
+
+/// The median over the finished runs of `id` of a `project show` count.
+fn show_count_median(records: &[RunRecord], id: &str, word: &str) -> Option<f64> {
+    let done = records.iter().filter(|r| r.scenario == id && r.status == RunStatus::Done);
+    opt_median(done.map(|r| show_count(&r.project_show, word)).collect())
+}
+
 /// How a scenario stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Standing {
@@ -386,6 +407,41 @@ pub fn render(input: &ReportInput<'_>) -> String {
     }
     let _ = writeln!(o);
 
+    let _ = writeln!(o, "### What watching costs: the refault probe with and without stopping early\n");
+    let _ = writeln!(
+        o,
+        "Monitoring alone (no action) against the baseline run beside it; cold-zram adds the pageouts. Per run, medians: the probe's checks, the sampled pages it paged out (each one the workload touches faults back in) and the samples filled in for regions already seen accessed (`max_probed_accesses`).\n"
+    );
+    let _ = writeln!(
+        o,
+        "| scenario | tpmTotal change | paired, run by run | etmemd CPU % | checks | sampled pages paged out | filled in | runs |"
+    );
+    let _ = writeln!(o, "|---|---:|---|---:|---:|---:|---:|---|");
+    for id in ["cold-zram-watch-dense", "cold-zram-watch", "cold-zram"] {
+        match standing(records, id) {
+            Standing::Measured(s) => {
+                let paired: Vec<String> =
+                    paired_changes(records, id).iter().map(|c| format!("{c:+.1}")).collect();
+                let count = |w: &str| opt(show_count_median(records, id, w), 0);
+                let _ = writeln!(
+                    o,
+                    "| {id} | {} | {} % | {} | {} | {} | {} | {} |",
+                    change(s.tpm_total, |b| b.tpm_total),
+                    paired.join(" / "),
+                    opt(s.daemon_cpu_pct, 2),
+                    count("checked"),
+                    count("sampled"),
+                    count("filled"),
+                    s.runs
+                );
+            }
+            other => {
+                let _ = writeln!(o, "| {id} | – | – | – | – | – | – | {} |", status_text(&other));
+            }
+        }
+    }
+    let _ = writeln!(o);
+
     let _ = writeln!(o, "## 2. Engines: page vs region vs kernel DAMON\n");
     let _ = writeln!(
         o,
@@ -659,6 +715,15 @@ mod tests {
         recs.retain(|r| r.status == RunStatus::Done);
         let g = goals(&recs);
         assert!(g[3].contains("**met**"), "{}", g[3]);
+    }
+
+    #[test]
+    fn show_count_reads_the_number_before_a_word() {
+        let show = "      probe_cost the refault probe paged out 7605 sampled pages; each hot one faults back in\n      probe_samples 22374 checked, 1130 accessed, 12 unknown, 17746 filled in for regions";
+        assert_eq!(show_count(show, "checked"), Some(22374.0));
+        assert_eq!(show_count(show, "sampled"), Some(7605.0));
+        assert_eq!(show_count(show, "filled"), Some(17746.0));
+        assert_eq!(show_count("probe_samples 5 accessed", "filled"), None);
     }
 
     #[test]
