@@ -115,12 +115,19 @@ pub fn merge_two(l: &mut Region, r: &Region) {
 ///
 /// Age rule (newest kernel): reset when the count moved by more than
 /// `thres`, or when it went from zero to non-zero or back; else age + 1.
-pub fn merge_regions_of(regions: &mut Vec<Region>, thres: u32, sz_limit: u64) {
+///
+/// Not in the kernel: with `settled` > 0 (the monitor's
+/// [`max_probed_accesses`](crate::MonitorAttrs::max_probed_accesses)), counts
+/// at or above `settled` compare as `settled`. Above the cap a region's count
+/// is partly filled in at random, so a difference there is noise, not a
+/// change of access pattern; a region that reached the cap in both intervals
+/// keeps ageing.
+pub fn merge_regions_of(regions: &mut Vec<Region>, thres: u32, sz_limit: u64, settled: u32) {
+    let seen = |n: u32| if settled > 0 { n.min(settled) } else { n };
     let mut out: Vec<Region> = Vec::with_capacity(regions.len());
     for mut r in regions.drain(..) {
-        if r.nr_accesses.abs_diff(r.last_nr_accesses) > thres
-            || (r.nr_accesses == 0) != (r.last_nr_accesses == 0)
-        {
+        let (now, last) = (seen(r.nr_accesses), seen(r.last_nr_accesses));
+        if now.abs_diff(last) > thres || (now == 0) != (last == 0) {
             r.age = 0;
         } else {
             r.age = r.age.saturating_add(1);
@@ -415,13 +422,13 @@ mod tests {
             reg.last_nr_accesses = n;
             reg.nr_accesses_bp = n * 10_000;
         }
-        merge_regions_of(&mut v, 1, u64::MAX);
+        merge_regions_of(&mut v, 1, u64::MAX, 0);
         assert_eq!(ranges(&v), vec![(0, 2 * P), (2 * P, 3 * P), (4 * P, 5 * P)]);
         assert_eq!(v[0].nr_accesses, 10); // (10 + 11) / 2
 
         // Same counts everywhere but a size limit of two pages.
         let mut v: Vec<Region> = (0..4).map(|i| r(i * P, (i + 1) * P)).collect();
-        merge_regions_of(&mut v, 0, 2 * P);
+        merge_regions_of(&mut v, 0, 2 * P, 0);
         assert_eq!(ranges(&v), vec![(0, 2 * P), (2 * P, 4 * P)]);
     }
 
@@ -435,16 +442,21 @@ mod tests {
             reg.age = age;
             reg
         };
-        let age_after = |reg: Region, thres: u32| {
+        let age_after_settled = |reg: Region, thres: u32, settled: u32| {
             let mut v = vec![reg];
-            merge_regions_of(&mut v, thres, u64::MAX);
+            merge_regions_of(&mut v, thres, u64::MAX, settled);
             v[0].age
         };
+        let age_after = |reg: Region, thres: u32| age_after_settled(reg, thres, 0);
         assert_eq!(age_after(mk(10, 12, 5), 2), 6, "within threshold: older");
         assert_eq!(age_after(mk(10, 13, 5), 2), 0, "moved more than threshold: reset");
         assert_eq!(age_after(mk(1, 0, 5), 2), 0, "zero to non-zero: reset");
         assert_eq!(age_after(mk(0, 1, 5), 2), 0, "non-zero to zero: reset");
         assert_eq!(age_after(mk(0, 0, 5), 2), 6, "idle stays idle: older");
+        // Counts filled in above a cap of 2 differ by noise only.
+        assert_eq!(age_after_settled(mk(10, 2, 5), 1, 2), 6, "both at or above the cap: older");
+        assert_eq!(age_after_settled(mk(10, 1, 5), 0, 2), 0, "below the cap a move still resets");
+        assert_eq!(age_after_settled(mk(0, 9, 5), 1, 2), 0, "to zero still resets");
     }
 
     #[test]
