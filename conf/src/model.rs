@@ -69,6 +69,10 @@ pub const DEFAULT_THP_MIN_AGE: Duration = Duration::from_secs(10);
 pub const THP_SIZE_BYTES: u64 = 2 << 20;
 /// Smallest THP candidate.
 pub const DEFAULT_THP_MIN_SIZE_BYTES: u64 = THP_SIZE_BYTES;
+/// Only fully populated units are collapsed: promotion adds no memory.
+pub const DEFAULT_THP_MAX_PTES_NONE: u32 = 0;
+/// Base pages in a 2 MiB huge page, less one: the most `thp_max_ptes_none` can be.
+pub const MAX_THP_MAX_PTES_NONE: u32 = 511;
 /// Cold memory is paged out (to zram or a swap file) unless said otherwise.
 pub const DEFAULT_COLD_ACTION: Option<Action> = Some(Action::Pageout);
 
@@ -663,6 +667,10 @@ pub struct Policy {
     pub thp_min_age: Duration,
     /// ... when at least this large (whole aligned 2 MiB units only).
     pub thp_min_size_bytes: u64,
+    /// A 2 MiB unit with more unpopulated pages than this is not collapsed
+    /// (khugepaged's `max_ptes_none`): `MADV_COLLAPSE` would fill them with
+    /// new zeroed pages.
+    pub thp_max_ptes_none: u32,
     /// What to do with cold memory (`None` = only classify).
     pub cold_action: Option<Action>,
     /// Collapse THP-eligible ranges into huge pages.
@@ -696,6 +704,7 @@ impl Default for Policy {
             refault_protect: Duration::ZERO,
             thp_min_age: DEFAULT_THP_MIN_AGE,
             thp_min_size_bytes: DEFAULT_THP_MIN_SIZE_BYTES,
+            thp_max_ptes_none: DEFAULT_THP_MAX_PTES_NONE,
             cold_action: DEFAULT_COLD_ACTION,
             promote_thp: false,
             demote_thp: false,

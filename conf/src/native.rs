@@ -350,6 +350,9 @@ fn policy(t: &Tbl<'_, '_>, d: &mut Diag) -> Policy {
         refault_protect: t.duration(d, "refault_protect").unwrap_or(Duration::ZERO),
         thp_min_age: t.duration(d, "thp_min_age").unwrap_or(DEFAULT_THP_MIN_AGE),
         thp_min_size_bytes: t.size(d, "thp_min_size").unwrap_or(DEFAULT_THP_MIN_SIZE_BYTES),
+        thp_max_ptes_none: t
+            .uint(d, "thp_max_ptes_none", 0, MAX_THP_MAX_PTES_NONE.into())
+            .unwrap_or(DEFAULT_THP_MAX_PTES_NONE),
         cold_action,
         promote_thp: t.bool(d, "promote_thp").unwrap_or(false),
         demote_thp: t.bool(d, "demote_thp").unwrap_or(false),

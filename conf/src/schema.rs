@@ -279,6 +279,9 @@ fn d_wmark_mid() -> String {
 fn d_wmark_low() -> String {
     permil(DEFAULT_WMARK_LOW_PERMIL)
 }
+fn d_thp_ptes_none() -> String {
+    DEFAULT_THP_MAX_PTES_NONE.to_string()
+}
 fn d_reset() -> String {
     fmt_duration(DEFAULT_QUOTA_RESET_INTERVAL)
 }
@@ -562,6 +565,17 @@ const POLICY_KEYS: &[KeySpec] = &[
         "... when at least this large (whole aligned 2 MiB units).",
     ),
     key(
+        "thp_max_ptes_none",
+        "integer 0..=511",
+        Computed(d_thp_ptes_none),
+        &[],
+        "A 2 MiB unit with more unpopulated pages than this is not collapsed (khugepaged's \
+         `max_ptes_none`): MADV_COLLAPSE would fill them with new zeroed pages, memory the \
+         process never asked for. `0`: only fully populated units, promotion adds no memory; \
+         `511`: any unit, as khugepaged by default. Region and page engines; with kernel-damon, \
+         khugepaged's own setting applies.",
+    ),
+    key(
         "cold_action",
         "`pageout` / `cold` / `stat` / `none`",
         Computed(d_cold_action),
@@ -631,7 +645,15 @@ const QUOTA_KEYS: &[KeySpec] = &[
         &[],
         "CPU milliseconds spent acting per second. Unset: unlimited.",
     ),
-    key("reset_interval", "duration", Computed(d_reset), &[], "The quota's charge window."),
+    key(
+        "reset_interval",
+        "duration",
+        Computed(d_reset),
+        &[],
+        "The quota's charge window. Engines act once per aggregation (the page engine once per round), so with an `aggr_interval` \
+         longer than this window each aggregation gets one window's budget, not the rate times \
+         the aggregation (as DAMOS does): set it to `aggr_interval` or more for long aggregations.",
+    ),
     key("weight_sz", "integer permil 0..=1000", Computed(d_w_sz), &[], "Priority weight of region size."),
     key(
         "weight_nr_accesses",

@@ -188,6 +188,7 @@ fn toml_policy_schemes_backends() {
         &[(7, "policy.cold_max_accesses", "must be below hot_min_accesses 3")],
     );
     toml(R, &["[policy]", "thp_min_size = \"3M\""], &[(6, "policy.thp_min_size", "multiple of 2M")]);
+    toml(R, &["[policy]", "thp_max_ptes_none = 512"], &[(6, "policy.thp_max_ptes_none", "512")]);
     toml(
         R,
         &["[policy]", "cold_action = \"swap\""],

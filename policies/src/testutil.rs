@@ -21,6 +21,7 @@ pub fn policy() -> Policy {
         cold_min_age: Duration::from_secs(2),
         thp_min_age: Duration::from_secs(5),
         thp_min_size_bytes: 2 * MIB,
+        thp_max_ptes_none: 0,
         cold_action: Some(Action::Pageout),
         promote_thp: false,
         demote_thp: false,

@@ -96,6 +96,7 @@ fn policy_strategy() -> impl Strategy<Value = Policy> {
                 cold_min_age: Duration::from_secs(cold_age),
                 thp_min_age: Duration::from_secs(thp_age),
                 thp_min_size_bytes: HPAGE_SIZE,
+                thp_max_ptes_none: 0,
                 cold_action,
                 promote_thp: flags[0],
                 demote_thp: flags[1],

@@ -42,6 +42,11 @@ pub struct ActCounters {
     /// Units left alone because they held swapped-out pages (issue 5: a
     /// collapse would fault them all back in).
     pub collapses_skipped_swapped: u64,
+    /// Units left alone because more than the policy's `thp_max_ptes_none`
+    /// of their pages were unpopulated, and those pages summed (what the
+    /// collapses would have added to the process).
+    pub collapses_skipped_sparse: u64,
+    pub collapses_skipped_sparse_none_pages: u64,
     /// Refused and failed collapses by errno name (`EINVAL`, `EAGAIN`, ...).
     pub collapse_errors: BTreeMap<String, u64>,
     /// Huge pages split back (demotion), checked in pagemap after the split.
@@ -210,7 +215,7 @@ impl PidActor {
             pid,
             planner: Planner::new(policy, schemes),
             // Units holding swapped pages are left out before the collapse,
-            // by `ThpState::leave_out_swapped`, which knows the probe's pages.
+            // by `ThpState::screen_units`, which knows the probe's pages.
             actor: ProcessMadvise { collapse_swapped_units: true },
             paged_out: Vec::new(),
             protected: Vec::new(),
@@ -390,10 +395,12 @@ impl PidActor {
                     self.counters.refault_protected_bytes += before.saturating_sub(after);
                 }
                 if mem_action == MemAction::Collapse {
-                    let (keep, swapped) =
-                        self.thp.leave_out_swapped(proc, &ranges, &self.probe_pages, now_us);
-                    self.counters.collapses_skipped_swapped += swapped.len() as u64;
-                    ranges = keep;
+                    let max_none = self.planner.policy().thp_max_ptes_none;
+                    let screened = self.thp.screen_units(proc, &ranges, &self.probe_pages, max_none, now_us);
+                    self.counters.collapses_skipped_swapped += screened.swapped;
+                    self.counters.collapses_skipped_sparse += screened.sparse;
+                    self.counters.collapses_skipped_sparse_none_pages += screened.sparse_none_pages;
+                    ranges = screened.keep;
                 }
                 let out = self.actor.apply(TargetRef::process(self.pid, pidfd), &ranges, mem_action);
                 outcome.tried_bytes += out.bytes_tried;
@@ -506,11 +513,14 @@ pub fn thp_extra(actors: &[&PidActor]) -> Vec<(String, String)> {
         }
     }
     let mut collapses = format!(
-        "{} done, {} refused, {} failed, {} left alone (swapped pages)",
+        "{} done, {} refused, {} failed, {} left alone (swapped pages), {} left alone (sparse: \
+         would add {})",
         sum(&|a| a.counters.collapses_done),
         sum(&|a| a.counters.collapses_refused),
         sum(&|a| a.counters.collapses_failed),
         sum(&|a| a.counters.collapses_skipped_swapped),
+        sum(&|a| a.counters.collapses_skipped_sparse),
+        crate::render::bytes(sum(&|a| a.counters.collapses_skipped_sparse_none_pages) * PAGE_SIZE),
     );
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -530,7 +540,7 @@ pub fn thp_extra(actors: &[&PidActor]) -> Vec<(String, String)> {
     }
     let b = crate::render::bytes;
     let mut state = format!(
-        "huge now {} (pagemap, refreshed {} times); not collapsed: {} no-hugepage mappings, {} refused, {} waiting (swapped pages, failed collapses)",
+        "huge now {} (pagemap, refreshed {} times); not collapsed: {} no-hugepage mappings, {} refused, {} waiting (swapped pages, sparse units, failed collapses)",
         b(sum(&|a| a.thp.huge_bytes())),
         sum(&|a| a.thp.refreshes),
         b(nh),

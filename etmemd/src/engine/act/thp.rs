@@ -21,13 +21,18 @@
 //!   a sampled 4 KiB page nobody touches again stays out: counting them
 //!   would keep every hot unit of a sparsely touched heap, such as a
 //!   database's buffer pool, from ever being collapsed, and faulting a few
-//!   sampled pages back in is what any access would do anyway). The
+//!   sampled pages back in is what any access would do anyway); and a unit
+//!   with more than the policy's `thp_max_ptes_none` unpopulated pages is
+//!   left alone too, since the collapse would fill them with new zeroed
+//!   pages (a database's sparsely touched hash tables: collapsing every
+//!   hot unit grew mariadbd by 16 % under TPC-C). The
 //!   kernel refuses units it
 //!   will never collapse (`EINVAL`) and fails units it cannot collapse now
 //!   (`EAGAIN`, `ENOMEM`, ...). Those units are left out of later plans for
 //!   a while, so quota is not spent on them again and again.
 
 use damon_core::ops::ProcTarget;
+use damon_core::ops::pagemap::PagemapEntry;
 use damon_core::ops::sys::{PAGE_IS_HUGE, PAGE_IS_SWAPPED};
 use damon_core::{AddrRange, PAGE_SIZE};
 use std::collections::HashSet;
@@ -42,6 +47,51 @@ pub const RECHECK_MIN_US: u64 = 5_000_000;
 pub const SWAPPED_EXCLUSION_US: u64 = 10_000_000;
 /// Units whose collapse failed for now (`EAGAIN`, `ENOMEM`, ...) wait this long.
 pub const FAILED_BACKOFF_US: u64 = 10_000_000;
+/// Units too sparsely populated to collapse are not planned for this long
+/// (the process may fill them in).
+pub const SPARSE_EXCLUSION_US: u64 = 30_000_000;
+
+/// What [`ThpState::screen_units`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Screened {
+    /// Units to collapse, in address order.
+    pub keep: Vec<AddrRange>,
+    /// Units left out for holding swapped pages.
+    pub swapped: u64,
+    /// Units left out for holding more than `max_ptes_none` unpopulated
+    /// pages, and those pages summed: what collapsing them would have added.
+    pub sparse: u64,
+    pub sparse_none_pages: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UnitVerdict {
+    Collapse,
+    Swapped,
+    Sparse { none: u32 },
+}
+
+/// The verdict on one unit from its pagemap `entries` (the unit starts at
+/// `start`): swapped pages other than the probe's first, then too many
+/// pages that are neither present nor swapped.
+fn unit_verdict(
+    entries: &[PagemapEntry],
+    start: u64,
+    probe_pages: &HashSet<u64>,
+    max_ptes_none: u32,
+) -> UnitVerdict {
+    let mut none = 0u32;
+    for (k, e) in entries.iter().enumerate() {
+        if e.swapped() {
+            if !probe_pages.contains(&(start + k as u64 * PAGE_SIZE)) {
+                return UnitVerdict::Swapped;
+            }
+        } else if !e.present() {
+            none += 1;
+        }
+    }
+    if none > max_ptes_none { UnitVerdict::Sparse { none } } else { UnitVerdict::Collapse }
+}
 
 /// The huge-page view of one process.
 #[derive(Debug, Default)]
@@ -166,38 +216,53 @@ impl ThpState {
         (sum(&self.nohugepage), sum(&self.refused), sum(&excluded))
     }
 
-    /// Splits the units of `ranges` (whole aligned 2 MiB units, as the
-    /// planner gives them for a collapse) into those without swapped pages,
-    /// to collapse, and those holding some, left out (and out of later plans
-    /// for `SWAPPED_EXCLUSION_US`). Pages in `probe_pages` do not
-    /// count. A unit whose pagemap cannot be read is left out too.
-    pub fn leave_out_swapped(
+    /// Screens the units of `ranges` (whole aligned 2 MiB units, as the
+    /// planner gives them for a collapse) with one pagemap read each, right
+    /// before the collapse:
+    /// - a unit holding swapped pages is left out (a collapse would fault
+    ///   them all back in); pages in `probe_pages` do not count;
+    /// - a unit with more than `max_ptes_none` pages neither present nor
+    ///   swapped is left out: `MADV_COLLAPSE` would fill them with new
+    ///   zeroed pages, memory the process never used (a fully unpopulated
+    ///   unit the kernel would refuse anyway).
+    ///
+    /// Both are out of later plans for a while (`SWAPPED_EXCLUSION_US`,
+    /// `SPARSE_EXCLUSION_US`). A unit whose pagemap cannot be read is left
+    /// out as swapped.
+    pub fn screen_units(
         &mut self,
         proc: &ProcTarget,
         ranges: &[AddrRange],
         probe_pages: &HashSet<u64>,
+        max_ptes_none: u32,
         now_us: u64,
-    ) -> (Vec<AddrRange>, Vec<AddrRange>) {
+    ) -> Screened {
         let units: Vec<AddrRange> = madvise::prepare(ranges, MemAction::Collapse)
             .iovs
             .iter()
             .map(|&(s, len)| AddrRange::new(s, s + len))
             .collect();
         let mut entries = Vec::new();
-        let (mut keep, mut out) = (Vec::new(), Vec::new());
+        let mut out = Screened::default();
         for u in units {
-            let swapped = proc.with_pagemap("check units before collapsing", |pm| {
+            let verdict = proc.with_pagemap("check units before collapsing", |pm| {
                 pm.read_range(u, &mut entries)?;
-                Ok(entries
-                    .iter()
-                    .enumerate()
-                    .any(|(k, e)| e.swapped() && !probe_pages.contains(&(u.start.0 + k as u64 * PAGE_SIZE))))
+                Ok(unit_verdict(&entries, u.start.0, probe_pages, max_ptes_none))
             });
-            if swapped.unwrap_or(true) { out.push(u) } else { keep.push(u) }
+            match verdict.unwrap_or(UnitVerdict::Swapped) {
+                UnitVerdict::Collapse => out.keep.push(u),
+                UnitVerdict::Swapped => {
+                    out.swapped += 1;
+                    self.excluded.push((u, now_us + SWAPPED_EXCLUSION_US));
+                }
+                UnitVerdict::Sparse { none } => {
+                    out.sparse += 1;
+                    out.sparse_none_pages += u64::from(none);
+                    self.excluded.push((u, now_us + SPARSE_EXCLUSION_US));
+                }
+            }
         }
-        let until = now_us + SWAPPED_EXCLUSION_US;
-        self.excluded.extend(out.iter().map(|&u| (u, until)));
-        (keep, out)
+        out
     }
 
     /// Record a collapse's per-unit results.
@@ -352,6 +417,33 @@ mod tests {
         // A unit collapsed again is not counted twice.
         s.on_collapse(&outcome(&[(r(2, 4), UnitResult::Done)]), 2_000);
         assert_eq!(s.expected_anon_huge_bytes, Some(4 * MIB));
+    }
+
+    #[test]
+    fn units_with_swapped_or_too_many_unpopulated_pages_are_left_out() {
+        const PRESENT: u64 = 1 << 63;
+        const SWAPPED: u64 = 1 << 62;
+        let start = 4 * MIB;
+        let unit = |f: &dyn Fn(usize) -> u64| -> Vec<PagemapEntry> {
+            (0..512).map(|k| PagemapEntry(f(k))).collect()
+        };
+        let none = HashSet::new();
+        let full = unit(&|_| PRESENT);
+        assert_eq!(unit_verdict(&full, start, &none, 0), UnitVerdict::Collapse);
+        // Three holes: sparse for 0 and 2, collapsed from 3 up.
+        let holes = unit(&|k| if k % 100 == 7 && k < 300 { 0 } else { PRESENT });
+        assert_eq!(unit_verdict(&holes, start, &none, 0), UnitVerdict::Sparse { none: 3 });
+        assert_eq!(unit_verdict(&holes, start, &none, 2), UnitVerdict::Sparse { none: 3 });
+        assert_eq!(unit_verdict(&holes, start, &none, 3), UnitVerdict::Collapse);
+        // Never touched at all: sparse, whatever the bound below 512.
+        let empty = unit(&|_| 0);
+        assert_eq!(unit_verdict(&empty, start, &none, 511), UnitVerdict::Sparse { none: 512 });
+        // A swapped page counts as populated when the probe sent it out, and
+        // keeps the unit out otherwise.
+        let one_out = unit(&|k| if k == 9 { SWAPPED } else { PRESENT });
+        assert_eq!(unit_verdict(&one_out, start, &none, 0), UnitVerdict::Swapped);
+        let probed: HashSet<u64> = [start + 9 * PAGE_SIZE].into();
+        assert_eq!(unit_verdict(&one_out, start, &probed, 0), UnitVerdict::Collapse);
     }
 
     #[test]
