@@ -12,6 +12,11 @@
 //! swapped pages for good. A collapse would swap them back in; nothing else
 //! would (the workload never touches them, the probe only reads pagemap for
 //! pages that are out).
+//!
+//! `holey` (8 MiB, only every other page written, random reads all the
+//! time): hot, but half of each unit maps the zero page, which a collapse
+//! would turn into new memory; with `thp_max_ptes_none` at its default (0)
+//! it is never collapsed.
 
 use damon_core::ProbeError;
 use damon_core::ops::ProcTarget;
@@ -39,11 +44,13 @@ const WORKLOAD: &str = "\
 dense, 32M
 sparse, 16M
 cold, 96M
+holey, 8M, fill=8K
 
 run
 forever
 dense, 1, 64, 1, ro
 sparse, 0, 4224, 1, ro
+holey, 1, 64, 1, ro
 ";
 
 fn skip_reason() -> Option<String> {
@@ -186,6 +193,13 @@ fn eligible_cover(d: &TestDaemon, pid: u32, ranges: &[AddrRange]) -> u64 {
     covered
 }
 
+/// Units left alone as too sparsely populated, from `project show`.
+fn left_sparse(show: &str) -> u64 {
+    show.split_once("left alone (swapped pages), ")
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
 /// Watches THP `enabled` from a thread: another process on a shared machine
 /// (a benchmark) may switch it to `always` for a while, and then khugepaged
 /// collapses cold memory too, which says nothing about etmemd.
@@ -237,7 +251,7 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
     // touched page of `sparse` is touched between two samples too.
     let mut child = Child::spawn([cfg.as_os_str(), "--batch".as_ref(), "4096".as_ref()]).expect("workload");
     let region = |name: &str| child.region(name).expect("region").range();
-    let (dense, sparse, cold) = (region("dense"), region("sparse"), region("cold"));
+    let (dense, sparse, cold, holey) = (region("dense"), region("sparse"), region("cold"), region("holey"));
     let mut pages = Pages {
         proc: ProcTarget::open(child.pid()).expect("open child"),
         kpf: KpageflagsFile::open(Path::new(KPAGEFLAGS_PATH)).expect("kpageflags"),
@@ -295,6 +309,8 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
             last_out[k] = out;
         }
         assert_eq!(huge_cold, 0, "{when}: cold memory became huge pages");
+        let huge_holey = pages.anon_huge_in(holey);
+        assert_eq!(huge_holey, 0, "{when}: half-populated units became huge pages");
         true
     };
 
@@ -313,7 +329,8 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
         }
         grown = pages.anon_huge_total().saturating_sub(huge_before);
         eligible_seen = eligible_seen.max(eligible_cover(&d, child.pid(), &swapped_units));
-        if grown * 10 >= hot_aligned * 9 && eligible_seen * 10 >= swapped_bytes * 9 {
+        let sparse_seen = left_sparse(&d.etmem(&["project", "show", "-n", "thp"]).stdout) > 0;
+        if grown * 10 >= hot_aligned * 9 && eligible_seen * 10 >= swapped_bytes * 9 && sparse_seen {
             break;
         }
     }
@@ -342,6 +359,11 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
         show.stdout
     );
     show.ok().says("thp_collapses").says("anon-huge");
+    assert!(
+        left_sparse(&show.stdout) > 0,
+        "no unit of `holey` was planned and left alone as sparse: the test shows nothing about it\n{}",
+        show.stdout
+    );
 
     // Demotion: once nothing is accessed, the huge pages are split back
     // (after the probe's hold on them expires and they stay idle for cold_min_age).

@@ -12,6 +12,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// Bit 63: page present in RAM.
 pub const PM_PRESENT: u64 = 1 << 63;
@@ -29,6 +30,23 @@ pub const PM_MMAP_EXCLUSIVE: u64 = 1 << 56;
 pub const PM_SOFT_DIRTY: u64 = 1 << 55;
 /// Bits 0-54: page frame number when present (zero without CAP_SYS_ADMIN).
 pub const PM_PFN_MASK: u64 = (1 << 55) - 1;
+
+/// The PFN of the shared zero page, which the kernel maps for reads of
+/// anonymous memory never written; learnt once from a page of our own that
+/// was only read. `None` without CAP_SYS_ADMIN (PFNs read as 0) or when the
+/// kernel maps no zero page (a read fault then allocated a page).
+pub fn zero_pfn() -> Option<u64> {
+    static ZERO_PFN: OnceLock<Option<u64>> = OnceLock::new();
+    *ZERO_PFN.get_or_init(|| {
+        let page = sys::AnonMapping::new(PAGE_SIZE as usize).ok()?;
+        let _ = page.read_byte(0);
+        let mut pm = PagemapFile::open(Path::new("/proc/self/pagemap")).ok()?;
+        let mut entry = [PagemapEntry::default()];
+        pm.read_addrs(&[Addr(page.addr())], &mut entry).ok()?;
+        // A private page of ours (exclusive) means no zero page was mapped.
+        entry[0].pfn().filter(|_| !entry[0].exclusive())
+    })
+}
 
 /// Bytes of pagemap read per `pread` at most: 256 KiB = 32768 pages = 128 MiB
 /// of address space (peers.md §8 measured 256 KiB preads at 14-21 ms per GiB).
@@ -382,6 +400,26 @@ mod tests {
         // Present but PFN hidden (no CAP_SYS_ADMIN).
         assert_eq!(PagemapEntry(PM_PRESENT).pfn(), None);
         assert!(PagemapEntry(PM_FILE_OR_SHARED_ANON).file_or_shared_anon());
+    }
+
+    /// Real pagemap of this process: a page only read maps the zero page
+    /// `zero_pfn` finds; a written one does not. PFNs need root.
+    #[test]
+    fn the_zero_page_is_found_and_only_read_pages_map_it() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("skipped: PFNs in pagemap need root");
+            return;
+        }
+        let zero = zero_pfn().expect("root sees the zero page's PFN");
+        let m = sys::AnonMapping::new(2 * PAGE_SIZE as usize).expect("mmap");
+        let _ = m.read_byte(0);
+        m.write_byte(PAGE_SIZE as usize, 1);
+        let mut pm = PagemapFile::open(Path::new("/proc/self/pagemap")).expect("pagemap");
+        let mut out = Vec::new();
+        pm.read_range(AddrRange::new(m.addr(), m.addr() + 2 * PAGE_SIZE), &mut out).expect("read");
+        assert_eq!(out[0].pfn(), Some(zero), "{:?}", out[0]);
+        assert!(out[1].pfn().is_some_and(|p| p != zero), "{:?}", out[1]);
     }
 
     #[test]

@@ -32,7 +32,7 @@
 //!   a while, so quota is not spent on them again and again.
 
 use damon_core::ops::ProcTarget;
-use damon_core::ops::pagemap::PagemapEntry;
+use damon_core::ops::pagemap::{self, PagemapEntry};
 use damon_core::ops::sys::{PAGE_IS_HUGE, PAGE_IS_SWAPPED};
 use damon_core::{AddrRange, PAGE_SIZE};
 use std::collections::HashSet;
@@ -73,12 +73,15 @@ enum UnitVerdict {
 
 /// The verdict on one unit from its pagemap `entries` (the unit starts at
 /// `start`): swapped pages other than the probe's first, then too many
-/// pages that are neither present nor swapped.
+/// pages that are neither present nor swapped, or only map the zero page at
+/// `zero_pfn` (read, never written: the kernel's collapse counts them as
+/// none too, and gives each a page of its own).
 fn unit_verdict(
     entries: &[PagemapEntry],
     start: u64,
     probe_pages: &HashSet<u64>,
     max_ptes_none: u32,
+    zero_pfn: Option<u64>,
 ) -> UnitVerdict {
     let mut none = 0u32;
     for (k, e) in entries.iter().enumerate() {
@@ -86,7 +89,7 @@ fn unit_verdict(
             if !probe_pages.contains(&(start + k as u64 * PAGE_SIZE)) {
                 return UnitVerdict::Swapped;
             }
-        } else if !e.present() {
+        } else if !e.present() || (zero_pfn.is_some() && e.pfn() == zero_pfn) {
             none += 1;
         }
     }
@@ -222,9 +225,9 @@ impl ThpState {
     /// - a unit holding swapped pages is left out (a collapse would fault
     ///   them all back in); pages in `probe_pages` do not count;
     /// - a unit with more than `max_ptes_none` pages neither present nor
-    ///   swapped is left out: `MADV_COLLAPSE` would fill them with new
-    ///   zeroed pages, memory the process never used (a fully unpopulated
-    ///   unit the kernel would refuse anyway).
+    ///   swapped, or mapping the zero page, is left out: `MADV_COLLAPSE`
+    ///   would fill them with new zeroed pages, memory the process never
+    ///   used (a fully unpopulated unit the kernel would refuse anyway).
     ///
     /// Both are out of later plans for a while (`SWAPPED_EXCLUSION_US`,
     /// `SPARSE_EXCLUSION_US`). A unit whose pagemap cannot be read is left
@@ -244,10 +247,11 @@ impl ThpState {
             .collect();
         let mut entries = Vec::new();
         let mut out = Screened::default();
+        let zero_pfn = pagemap::zero_pfn();
         for u in units {
             let verdict = proc.with_pagemap("check units before collapsing", |pm| {
                 pm.read_range(u, &mut entries)?;
-                Ok(unit_verdict(&entries, u.start.0, probe_pages, max_ptes_none))
+                Ok(unit_verdict(&entries, u.start.0, probe_pages, max_ptes_none, zero_pfn))
             });
             match verdict.unwrap_or(UnitVerdict::Swapped) {
                 UnitVerdict::Collapse => out.keep.push(u),
@@ -428,22 +432,27 @@ mod tests {
             (0..512).map(|k| PagemapEntry(f(k))).collect()
         };
         let none = HashSet::new();
-        let full = unit(&|_| PRESENT);
-        assert_eq!(unit_verdict(&full, start, &none, 0), UnitVerdict::Collapse);
+        let full = unit(&|_| PRESENT | 1000);
+        assert_eq!(unit_verdict(&full, start, &none, 0, None), UnitVerdict::Collapse);
+        // Pages only read map the zero page (PFN 7 here): none, as unmapped ones.
+        let read_only = unit(&|k| PRESENT | if k < 10 { 7 } else { 1000 + k as u64 });
+        assert_eq!(unit_verdict(&read_only, start, &none, 9, Some(7)), UnitVerdict::Sparse { none: 10 });
+        assert_eq!(unit_verdict(&read_only, start, &none, 10, Some(7)), UnitVerdict::Collapse);
+        assert_eq!(unit_verdict(&read_only, start, &none, 0, None), UnitVerdict::Collapse);
         // Three holes: sparse for 0 and 2, collapsed from 3 up.
         let holes = unit(&|k| if k % 100 == 7 && k < 300 { 0 } else { PRESENT });
-        assert_eq!(unit_verdict(&holes, start, &none, 0), UnitVerdict::Sparse { none: 3 });
-        assert_eq!(unit_verdict(&holes, start, &none, 2), UnitVerdict::Sparse { none: 3 });
-        assert_eq!(unit_verdict(&holes, start, &none, 3), UnitVerdict::Collapse);
+        assert_eq!(unit_verdict(&holes, start, &none, 0, None), UnitVerdict::Sparse { none: 3 });
+        assert_eq!(unit_verdict(&holes, start, &none, 2, None), UnitVerdict::Sparse { none: 3 });
+        assert_eq!(unit_verdict(&holes, start, &none, 3, None), UnitVerdict::Collapse);
         // Never touched at all: sparse, whatever the bound below 512.
         let empty = unit(&|_| 0);
-        assert_eq!(unit_verdict(&empty, start, &none, 511), UnitVerdict::Sparse { none: 512 });
+        assert_eq!(unit_verdict(&empty, start, &none, 511, None), UnitVerdict::Sparse { none: 512 });
         // A swapped page counts as populated when the probe sent it out, and
         // keeps the unit out otherwise.
         let one_out = unit(&|k| if k == 9 { SWAPPED } else { PRESENT });
-        assert_eq!(unit_verdict(&one_out, start, &none, 0), UnitVerdict::Swapped);
+        assert_eq!(unit_verdict(&one_out, start, &none, 0, None), UnitVerdict::Swapped);
         let probed: HashSet<u64> = [start + 9 * PAGE_SIZE].into();
-        assert_eq!(unit_verdict(&one_out, start, &probed, 0), UnitVerdict::Collapse);
+        assert_eq!(unit_verdict(&one_out, start, &probed, 0, None), UnitVerdict::Collapse);
     }
 
     #[test]
