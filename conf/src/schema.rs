@@ -650,9 +650,10 @@ const QUOTA_KEYS: &[KeySpec] = &[
         "duration",
         Computed(d_reset),
         &[],
-        "The quota's charge window. Engines act once per aggregation (the page engine once per round), so with an `aggr_interval` \
-         longer than this window each aggregation gets one window's budget, not the rate times \
-         the aggregation (as DAMOS does): set it to `aggr_interval` or more for long aggregations.",
+        "The quota's charge window. Engines act once per aggregation (the page engine once per \
+         round), so with an `aggr_interval` longer than this window each aggregation gets one \
+         window's budget, not the rate times the aggregation (as DAMOS does): set it to \
+         `aggr_interval` or more for long aggregations.",
     ),
     key("weight_sz", "integer permil 0..=1000", Computed(d_w_sz), &[], "Priority weight of region size."),
     key(

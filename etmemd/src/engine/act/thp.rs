@@ -22,14 +22,14 @@
 //!   would keep every hot unit of a sparsely touched heap, such as a
 //!   database's buffer pool, from ever being collapsed, and faulting a few
 //!   sampled pages back in is what any access would do anyway); and a unit
-//!   with more than the policy's `thp_max_ptes_none` unpopulated pages is
-//!   left alone too, since the collapse would fill them with new zeroed
-//!   pages (a database's sparsely touched hash tables: collapsing every
-//!   hot unit grew mariadbd by 16 % under TPC-C). The
-//!   kernel refuses units it
-//!   will never collapse (`EINVAL`) and fails units it cannot collapse now
-//!   (`EAGAIN`, `ENOMEM`, ...). Those units are left out of later plans for
-//!   a while, so quota is not spent on them again and again.
+//!   with more than the policy's `thp_max_ptes_none` pages unpopulated or
+//!   mapping the zero page is left alone too, since the collapse would fill
+//!   them with new zeroed pages (under TPC-C a tenth of mariadbd's buffer
+//!   pool units are only partly populated: collapsing every hot unit grew
+//!   it by 16 %). The kernel refuses units it will never collapse
+//!   (`EINVAL`) and fails units it cannot collapse now (`EAGAIN`, `ENOMEM`,
+//!   ...). Those units are left out of later plans for a while, so quota is
+//!   not spent on them again and again.
 
 use damon_core::ops::ProcTarget;
 use damon_core::ops::pagemap::{self, PagemapEntry};
