@@ -294,3 +294,85 @@ fn pages_touched_again_stay_in_ram_under_refault_protect() {
         stop_and_check_devices_gone(&d, name);
     }
 }
+
+/// The bytes of `<number> <unit>` right before `word` in `text`.
+fn bytes_before(text: &str, word: &str) -> Option<u64> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let i = words.iter().position(|w| w.trim_end_matches([',', ':']) == word)?;
+    let (n, unit) = (words.get(i.checked_sub(2)?)?, words.get(i - 1)?);
+    let scale = match unit.trim_end_matches([',', ':']) {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1048576.0,
+        "GiB" => 1073741824.0,
+        _ => return None,
+    };
+    Some((n.parse::<f64>().ok()? * scale) as u64)
+}
+
+/// A cold area only half populated (one page in two written, the rest never
+/// touched): MADV_PAGEOUT accepts the whole area, but `project show` tells
+/// the pages swapped out from the unpopulated ones, by pagemap right after
+/// each call, and the unpopulated ones are not advised again.
+#[test]
+fn pageouts_tell_swapped_pages_from_unpopulated_ones() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    let mut child =
+        Child::spawn(["--size", "128M", "--hot", "10%", "--cold-fill-stride", "8K"]).expect("workload");
+    let cold = child.cold_ranges();
+    let proc = ProcTarget::open(child.pid()).expect("open child");
+    let counts = |ranges: &[AddrRange]| {
+        let c = proc.page_counts(ranges).expect("pagemap");
+        (c.iter().map(|c| c.present_bytes()).sum::<u64>(), c.iter().map(|c| c.swapped_bytes()).sum::<u64>())
+    };
+    let populated = counts(&cold).0;
+    assert!(
+        populated * 10 >= sum(&cold) * 4 && populated * 10 <= sum(&cold) * 6,
+        "the workload should populate half its cold area: {populated} of {}",
+        sum(&cold)
+    );
+    let d = TestDaemon::start(DaemonConfig::default());
+    let cfg = d.config("holes.toml", &project("holes", child.pid(), r#"cold_action = "pageout""#, ""));
+    d.etmem(&["obj", "add", "-f", cfg.to_str().expect("utf-8")]).ok();
+    d.etmem(&["project", "start", "-n", "holes"]).ok();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while counts(&cold).1 * 10 < populated * 9 {
+        assert!(Instant::now() < deadline, "the cold pages were not paged out in 90 s");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // A few more aggregations: the unpopulated part must not be advised again.
+    std::thread::sleep(Duration::from_secs(3));
+    let show = d.etmem(&["project", "show", "-n", "holes"]);
+    show.ok();
+    let line = show.stdout.lines().find(|l| l.trim_start().starts_with("pageouts")).unwrap_or_else(|| {
+        panic!("no pageouts line in\n{}", show.stdout);
+    });
+    println!(
+        "{} MiB of {} MiB of the cold area populated\n{}",
+        populated >> 20,
+        sum(&cold) >> 20,
+        show.stdout
+    );
+    let advised = bytes_before(line, "advised").expect("advised bytes");
+    let swapped = bytes_before(line, "swapped").expect("swapped bytes");
+    let unpopulated = bytes_before(line, "unpopulated").expect("unpopulated bytes");
+    let holes = sum(&cold) - populated;
+    // The workload's other mappings (its heap, stacks) add a little of each.
+    assert!(
+        swapped * 10 >= populated * 9 && swapped <= populated + (8 << 20),
+        "swapped {swapped} for {populated} populated cold bytes: {line}"
+    );
+    assert!(
+        unpopulated * 10 >= holes * 9 && unpopulated <= holes + (64 << 20),
+        "unpopulated {unpopulated} for {holes} never-touched cold bytes: {line}"
+    );
+    // Each unpopulated page advised once: the total is what was swapped
+    // and unpopulated, not a multiple of it.
+    assert!(advised <= swapped + unpopulated + (16 << 20), "advised {advised}: holes advised again? {line}");
+    let v = child.verify().expect("verify");
+    assert!(v.ok, "the workload's data changed: {v:?}");
+    stop_and_check_devices_gone(&d, "holes");
+}

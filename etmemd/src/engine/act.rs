@@ -5,9 +5,9 @@
 
 use super::procinfo::{HostMemInfo, ProcMemory};
 use crate::runtime::Backends;
-use damon_core::ops::pagemap::PagemapEntry;
+use damon_core::ops::pagemap::{COALESCE_GAP_PAGES, PagemapEntry};
 use damon_core::ops::pidfd::ProcTarget;
-use damon_core::{AddrRange, PAGE_SIZE, Snapshot};
+use damon_core::{AddrRange, PAGE_SIZE, ProbeError, Snapshot};
 use policies::{ClassTotals, Decision, HostMemory, Outcome, PlanInput, Planner, RuleId, TaskMemory};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -21,11 +21,22 @@ pub use thp::ThpState;
 /// that came back (refaults). Costs 8 bytes of pagemap per paged-out page.
 const RECONCILE_INTERVAL_US: u64 = 1_000_000;
 
+/// How often the unpopulated pages our pageouts spanned are checked for
+/// having been populated since (they then become ordinary candidates).
+const UNPOPULATED_RECHECK_US: u64 = 10_000_000;
+
 /// Cumulative figures of what we did to one process.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ActCounters {
-    /// Bytes the kernel accepted MADV_PAGEOUT for, over time.
+    /// Bytes the kernel accepted MADV_PAGEOUT for, over time: the whole
+    /// ranges advised, unpopulated pages included.
     pub paged_out_bytes: u64,
+    /// What pagemap showed right after each pageout, summed: pages swapped
+    /// out, pages unpopulated (never touched, or freed), and pages still in
+    /// RAM (shared, locked or busy pages the kernel kept), in bytes.
+    pub pageout_swapped_bytes: u64,
+    pub pageout_unpopulated_bytes: u64,
+    pub pageout_stayed_bytes: u64,
     /// Bytes prefetched back with MADV_WILLNEED.
     pub prefetched_bytes: u64,
     /// Pages we paged out that the process touched again.
@@ -64,8 +75,14 @@ pub struct PidActor {
     pid: u32,
     planner: Planner,
     actor: ProcessMadvise,
-    /// Sorted, disjoint ranges we paged out that are still out of RAM.
+    /// Sorted, disjoint ranges we paged out that are still swapped out.
     paged_out: Vec<AddrRange>,
+    /// Sorted, disjoint ranges our pageouts spanned that held no page (a
+    /// buffer pool's never-touched part): kept out of later pageouts like
+    /// `paged_out`, but neither counted as paged out nor, once populated,
+    /// as refaults. Rechecked every [`UNPOPULATED_RECHECK_US`].
+    unpopulated: Vec<AddrRange>,
+    last_unpopulated_check_us: u64,
     /// Pages we paged out that came back, kept out of pageouts until the
     /// time given (`now_us`): the policy's `refault_protect`. A page touched
     /// again soon after its pageout is in the working set, however cold its
@@ -218,6 +235,8 @@ impl PidActor {
             // by `ThpState::screen_units`, which knows the probe's pages.
             actor: ProcessMadvise { collapse_swapped_units: true },
             paged_out: Vec::new(),
+            unpopulated: Vec::new(),
+            last_unpopulated_check_us: 0,
             protected: Vec::new(),
             protect_us,
             thp: ThpState::default(),
@@ -253,7 +272,7 @@ impl PidActor {
         &self.paged_out
     }
 
-    /// Bytes we paged out that are still out of RAM.
+    /// Bytes we paged out that are still swapped out.
     pub fn paged_out_now_bytes(&self) -> u64 {
         self.paged_out.iter().map(AddrRange::len).sum()
     }
@@ -270,57 +289,55 @@ impl PidActor {
     }
 
     /// Pages we paged out that are back in RAM are no longer ours: count
-    /// them as refaults and keep only what is still swapped.
+    /// them as refaults and keep only what is still swapped (a page the
+    /// process freed meanwhile is neither). Unpopulated pages that got
+    /// populated are dropped from their list, not counted: new memory of
+    /// the process, not a refault.
     fn reconcile(&mut self, proc: &ProcTarget, now_us: u64) {
         self.protected.retain(|&(_, until)| until > now_us);
-        if self.paged_out.is_empty() {
-            return;
-        }
-        let ranges = std::mem::take(&mut self.paged_out);
-        let mut still_out = Vec::new();
-        let mut came_back = Vec::new();
-        let mut back = 0u64;
-        let mut entries: Vec<PagemapEntry> = Vec::new();
-        let r = proc.with_pagemap("reconcile paged-out ranges", |pm| {
-            for r in &ranges {
-                pm.read_range(*r, &mut entries)?;
-                let mut run_start: Option<u64> = None;
-                for (i, e) in entries.iter().enumerate() {
-                    let addr = r.start.0 + i as u64 * PAGE_SIZE;
-                    let out = !e.present();
-                    if e.present() {
-                        back += 1;
-                        match came_back.last_mut() {
-                            Some(AddrRange { end, .. }) if end.0 == addr => end.0 = addr + PAGE_SIZE,
-                            _ => came_back.push(AddrRange::new(addr, addr + PAGE_SIZE)),
-                        }
-                    }
-                    match (out, run_start) {
-                        (true, None) => run_start = Some(addr),
-                        (false, Some(s)) => {
-                            still_out.push(AddrRange::new(s, addr));
-                            run_start = None;
-                        }
-                        _ => {}
-                    }
-                }
-                if let Some(s) = run_start {
-                    still_out.push(AddrRange::new(s, r.end.0));
-                }
-            }
-            Ok(())
-        });
-        match r {
-            Ok(()) => {
-                self.paged_out = still_out;
-                self.counters.refaulted_pages += back;
+        if !self.paged_out.is_empty() {
+            // Keep the list when pagemap could not be read; the target may be gone.
+            if let Ok(k) = read_kinds(proc, "reconcile paged-out ranges", &self.paged_out) {
+                self.paged_out = k.swapped;
+                self.counters.refaulted_pages +=
+                    k.present.iter().map(AddrRange::len).sum::<u64>() / PAGE_SIZE;
                 if self.protect_us > 0 {
                     let until = now_us.saturating_add(self.protect_us);
-                    self.protected.extend(came_back.into_iter().map(|r| (r, until)));
+                    self.protected.extend(k.present.into_iter().map(|r| (r, until)));
                 }
             }
-            // Keep the list when pagemap could not be read; the target may be gone.
-            Err(_) => self.paged_out = ranges,
+        }
+        if !self.unpopulated.is_empty()
+            && now_us.saturating_sub(self.last_unpopulated_check_us) >= UNPOPULATED_RECHECK_US
+        {
+            self.last_unpopulated_check_us = now_us;
+            if let Ok(k) = read_kinds(proc, "recheck unpopulated ranges", &self.unpopulated) {
+                // Swapped since (sampled by the probe): still not ours.
+                let mut left = k.unpopulated;
+                add_ranges(&mut left, &k.swapped);
+                self.unpopulated = left;
+            }
+        }
+    }
+
+    /// After a pageout of `ranges`: what pagemap shows now decides what is
+    /// ours to follow (swapped pages), what only spanned holes, and what
+    /// the kernel kept in RAM.
+    fn note_pageout(&mut self, proc: &ProcTarget, ranges: &[AddrRange], clean: bool) {
+        let mut sorted = ranges.to_vec();
+        sorted.sort_by_key(|r| r.start);
+        match read_kinds(proc, "check pageout", &sorted) {
+            Ok(k) => {
+                let bytes = |v: &[AddrRange]| v.iter().map(AddrRange::len).sum::<u64>();
+                self.counters.pageout_swapped_bytes += bytes(&k.swapped);
+                self.counters.pageout_unpopulated_bytes += bytes(&k.unpopulated);
+                self.counters.pageout_stayed_bytes += bytes(&k.present);
+                add_ranges(&mut self.paged_out, &k.swapped);
+                add_ranges(&mut self.unpopulated, &k.unpopulated);
+            }
+            // Without pagemap, follow the whole ranges when the call took them.
+            Err(_) if clean => add_ranges(&mut self.paged_out, &sorted),
+            Err(_) => {}
         }
     }
 
@@ -344,12 +361,15 @@ impl PidActor {
         } else {
             Vec::new()
         };
+        // Unpopulated spans are left out of pageouts like what is paged out.
+        let mut not_again = self.paged_out.clone();
+        add_ranges(&mut not_again, &self.unpopulated);
         let plan = self.planner.plan(&PlanInput {
             now_us,
             snapshot,
             task: TaskMemory { rss_bytes: mem.rss_bytes, swap_bytes: mem.swap_bytes },
             host: HostMemory { total_bytes: host.total_bytes, free_bytes: host.free_bytes },
-            paged_out: &self.paged_out,
+            paged_out: &not_again,
             huge: self.thp.huge(),
             no_collapse: &no_collapse,
         });
@@ -413,8 +433,12 @@ impl PidActor {
                 match mem_action {
                     MemAction::Pageout => {
                         self.counters.paged_out_bytes += out.bytes_applied;
-                        if out.errors.is_empty() && out.stopped.is_none() {
-                            add_ranges(&mut self.paged_out, &ranges);
+                        if !out.vanished {
+                            let t0 = swap_backends::thread_cpu_time();
+                            self.note_pageout(proc, &ranges, out.errors.is_empty() && out.stopped.is_none());
+                            let spent = swap_backends::thread_cpu_time().saturating_sub(t0);
+                            self.counters.action_cpu += spent;
+                            outcome.cpu_ns += spent.as_nanos() as u64;
                         }
                         // Sent out by a policy now, not only sampled.
                         if !self.probe_pages.is_empty() {
@@ -472,6 +496,82 @@ impl PidActor {
         }
         self.idle_reason = (!reasons.is_empty()).then(|| reasons.join("; "));
     }
+}
+
+/// The pages of some ranges by what pagemap shows: runs of present,
+/// swapped and unpopulated (neither) pages, each sorted and disjoint when
+/// the ranges are.
+#[derive(Debug, Default, PartialEq)]
+struct PageKinds {
+    present: Vec<AddrRange>,
+    swapped: Vec<AddrRange>,
+    unpopulated: Vec<AddrRange>,
+}
+
+impl PageKinds {
+    /// Add the entries of the pages from `start` on.
+    fn add(&mut self, start: u64, entries: &[PagemapEntry]) {
+        for (i, e) in entries.iter().enumerate() {
+            let addr = start + i as u64 * PAGE_SIZE;
+            let list = if e.present() {
+                &mut self.present
+            } else if e.swapped() {
+                &mut self.swapped
+            } else {
+                &mut self.unpopulated
+            };
+            match list.last_mut() {
+                Some(r) if r.end.0 == addr => r.end.0 = addr + PAGE_SIZE,
+                _ => list.push(AddrRange::new(addr, addr + PAGE_SIZE)),
+            }
+        }
+    }
+}
+
+/// [`PageKinds`] of `ranges` (sorted, disjoint, page-aligned). Ranges less
+/// than [`COALESCE_GAP_PAGES`] apart share one read: a page engine pages out
+/// tens of thousands of short runs per round.
+fn read_kinds(proc: &ProcTarget, what: &str, ranges: &[AddrRange]) -> Result<PageKinds, ProbeError> {
+    let mut kinds = PageKinds::default();
+    let mut entries: Vec<PagemapEntry> = Vec::new();
+    proc.with_pagemap(what, |pm| {
+        let mut i = 0;
+        while i < ranges.len() {
+            let mut j = i + 1;
+            while j < ranges.len() && ranges[j].start.0 < ranges[j - 1].end.0 + COALESCE_GAP_PAGES * PAGE_SIZE
+            {
+                j += 1;
+            }
+            let first = ranges[i].start.0 / PAGE_SIZE;
+            pm.read_range(AddrRange::new(ranges[i].start.0, ranges[j - 1].end.0), &mut entries)?;
+            for r in &ranges[i..j] {
+                let from = (r.start.0 / PAGE_SIZE - first) as usize;
+                let to = (r.end.0.div_ceil(PAGE_SIZE) - first) as usize;
+                kinds.add((first + from as u64) * PAGE_SIZE, &entries[from..to.min(entries.len())]);
+            }
+            i = j;
+        }
+        Ok(())
+    })?;
+    Ok(kinds)
+}
+
+/// The `project show` line of what the pageouts did, from the counters of
+/// the processes of a task; `None` before any pageout.
+pub fn pageout_note(counters: &[&ActCounters]) -> Option<String> {
+    let sum = |f: fn(&ActCounters) -> u64| counters.iter().map(|c| f(c)).sum::<u64>();
+    let advised = sum(|c| c.paged_out_bytes);
+    if advised == 0 {
+        return None;
+    }
+    let b = crate::render::bytes;
+    Some(format!(
+        "{} advised: {} swapped out, {} unpopulated (no page there), {} stayed in RAM (shared, locked or busy), by pagemap right after each call",
+        b(advised),
+        b(sum(|c| c.pageout_swapped_bytes)),
+        b(sum(|c| c.pageout_unpopulated_bytes)),
+        b(sum(|c| c.pageout_stayed_bytes)),
+    ))
 }
 
 /// The `project show` line for `refault_protect`: bytes protected now,
@@ -566,6 +666,39 @@ mod tests {
 
     fn r(a: u64, b: u64) -> AddrRange {
         AddrRange::new(a, b)
+    }
+
+    #[test]
+    fn page_kinds_split_ranges_into_runs() {
+        use damon_core::ops::pagemap::{PM_PRESENT as PRESENT, PM_SWAPPED as SWAPPED};
+        let e = |bits: &[u64]| bits.iter().map(|&b| PagemapEntry(b)).collect::<Vec<_>>();
+        let mut k = PageKinds::default();
+        // present, swapped, swapped, hole, present | next range: swapped, hole
+        k.add(0x10000, &e(&[PRESENT, SWAPPED, SWAPPED, 0, PRESENT]));
+        k.add(0x20000, &e(&[SWAPPED, 0]));
+        assert_eq!(k.present, vec![r(0x10000, 0x11000), r(0x14000, 0x15000)]);
+        assert_eq!(k.swapped, vec![r(0x11000, 0x13000), r(0x20000, 0x21000)]);
+        assert_eq!(k.unpopulated, vec![r(0x13000, 0x14000), r(0x21000, 0x22000)]);
+        // A run continues across ranges that touch.
+        let mut k = PageKinds::default();
+        k.add(0x1000, &e(&[SWAPPED]));
+        k.add(0x2000, &e(&[SWAPPED]));
+        assert_eq!(k.swapped, vec![r(0x1000, 0x3000)]);
+    }
+
+    #[test]
+    fn pageout_note_sums_the_processes() {
+        assert_eq!(pageout_note(&[&ActCounters::default()]), None);
+        let a = ActCounters {
+            paged_out_bytes: 6 << 20,
+            pageout_swapped_bytes: 3 << 20,
+            pageout_unpopulated_bytes: 2 << 20,
+            pageout_stayed_bytes: 1 << 20,
+            ..ActCounters::default()
+        };
+        let note = pageout_note(&[&a, &a]).expect("a note after pageouts");
+        assert!(note.starts_with("12.0 MiB advised: 6.0 MiB swapped out, 4.0 MiB unpopulated"), "{note}");
+        assert!(note.contains("2.0 MiB stayed in RAM"), "{note}");
     }
 
     #[test]

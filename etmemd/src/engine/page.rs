@@ -658,6 +658,10 @@ impl TaskRunner {
         if protected + skipped > 0 {
             s.extra.insert("refault_protected".into(), super::act::protected_note(protected, skipped));
         }
+        let counters: Vec<&super::act::ActCounters> = live.iter().map(|p| &p.actor.counters).collect();
+        if let Some(note) = super::act::pageout_note(&counters) {
+            s.extra.insert("pageouts".into(), note);
+        }
 
         let pages: u64 = live.iter().map(|p| p.last.pages).sum();
         let scan_cpu: f64 = live.iter().map(|p| p.last.scan_cpu_s).sum();

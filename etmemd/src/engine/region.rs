@@ -596,6 +596,11 @@ impl TaskRunner {
         if protected + skipped > 0 {
             s.extra.insert("refault_protected".into(), super::act::protected_note(protected, skipped));
         }
+        let counters: Vec<&super::act::ActCounters> =
+            self.targets.values().map(|t| &t.actor.counters).collect();
+        if let Some(note) = super::act::pageout_note(&counters) {
+            s.extra.insert("pageouts".into(), note);
+        }
         let mut samples = format!(
             "{} checked, {} accessed, {} unknown",
             probe.addrs_checked, probe.accessed, probe.unknown
