@@ -264,3 +264,17 @@ pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod config");
     p
 }
+
+/// `63.9 MiB` (as `project show` and the reports print sizes) -> bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let mut it = s.split_whitespace();
+    let v: f64 = it.next()?.parse().ok()?;
+    let unit = match it.next()? {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((v * unit) as u64)
+}

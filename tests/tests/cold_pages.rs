@@ -5,7 +5,7 @@
 
 use damon_core::AddrRange;
 use damon_core::ops::ProcTarget;
-use etmem_tests::{DaemonConfig, TestDaemon, is_root};
+use etmem_tests::{DaemonConfig, TestDaemon, is_root, parse_size};
 use perf::workload::Child;
 use std::time::{Duration, Instant};
 
@@ -299,15 +299,7 @@ fn pages_touched_again_stay_in_ram_under_refault_protect() {
 fn bytes_before(text: &str, word: &str) -> Option<u64> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let i = words.iter().position(|w| w.trim_end_matches([',', ':']) == word)?;
-    let (n, unit) = (words.get(i.checked_sub(2)?)?, words.get(i - 1)?);
-    let scale = match unit.trim_end_matches([',', ':']) {
-        "B" => 1.0,
-        "KiB" => 1024.0,
-        "MiB" => 1048576.0,
-        "GiB" => 1073741824.0,
-        _ => return None,
-    };
-    Some((n.parse::<f64>().ok()? * scale) as u64)
+    parse_size(&format!("{} {}", words.get(i.checked_sub(2)?)?, words[i - 1].trim_end_matches([',', ':'])))
 }
 
 /// A cold area only half populated (one page in two written, the rest never
@@ -360,9 +352,11 @@ fn pageouts_tell_swapped_pages_from_unpopulated_ones() {
     let swapped = bytes_before(line, "swapped").expect("swapped bytes");
     let unpopulated = bytes_before(line, "unpopulated").expect("unpopulated bytes");
     let holes = sum(&cold) - populated;
-    // The workload's other mappings (its heap, stacks) add a little of each.
+    // `swapped` sums every pageout: a page paged out again after a refault
+    // (a hot page the sampler misjudged early on) counts again, so it may
+    // exceed the populated bytes, but never by the holes it spanned.
     assert!(
-        swapped * 10 >= populated * 9 && swapped <= populated + (8 << 20),
+        swapped * 10 >= populated * 9 && swapped < populated + holes / 2,
         "swapped {swapped} for {populated} populated cold bytes: {line}"
     );
     assert!(

@@ -6,7 +6,7 @@
 //! size within 10 %, and damo's JSON format carries the same snapshots.
 
 use damon_core::AddrRange;
-use etmem_tests::{DaemonConfig, TestDaemon, is_root};
+use etmem_tests::{DaemonConfig, TestDaemon, is_root, parse_size};
 use etmemd::record::{self, Recording, TargetRecord};
 use etmemd::report::AddressAxis;
 use etmemd::report::heatmap::Layout;
@@ -52,20 +52,6 @@ size = "512M"
 compressor = "lzo-rle"
 "#
     )
-}
-
-/// `63.9 MiB` -> bytes.
-fn parse_size(s: &str) -> Option<u64> {
-    let mut it = s.split_whitespace();
-    let v: f64 = it.next()?.parse().ok()?;
-    let unit = match it.next()? {
-        "B" => 1.0,
-        "KiB" => 1024.0,
-        "MiB" => 1024.0 * 1024.0,
-        "GiB" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    Some((v * unit) as u64)
 }
 
 /// The `<percentile> <wss>` line of `etmem report wss` for `p`.

@@ -314,6 +314,35 @@ impl PagemapFile {
         Ok(true)
     }
 
+    /// [`PageKinds`] of `ranges` (sorted, disjoint). Ranges less than
+    /// [`COALESCE_GAP_PAGES`] apart share one read, as in
+    /// [`PagemapFile::read_addrs`], while the group starts within one read
+    /// chunk: a page engine pages out tens of thousands of short runs.
+    pub fn kinds_of(&mut self, ranges: &[AddrRange]) -> io::Result<PageKinds> {
+        let mut kinds = PageKinds::default();
+        let mut entries = Vec::new();
+        let mut i = 0;
+        while i < ranges.len() {
+            let first = ranges[i].start.0 / PAGE_SIZE;
+            let mut j = i + 1;
+            while j < ranges.len()
+                && ranges[j].start.0 / PAGE_SIZE
+                    <= ranges[j - 1].end.0.div_ceil(PAGE_SIZE) + COALESCE_GAP_PAGES
+                && ranges[j].start.0 / PAGE_SIZE - first < CHUNK_PAGES
+            {
+                j += 1;
+            }
+            self.read_range(AddrRange::new(ranges[i].start.0, ranges[j - 1].end.0), &mut entries)?;
+            for r in &ranges[i..j] {
+                let (from, to) = page_span(*r);
+                let (from, to) = ((from - first) as usize, ((to - first) as usize).min(entries.len()));
+                kinds.add((first + from as u64) * PAGE_SIZE, &entries[from..to]);
+            }
+            i = j;
+        }
+        Ok(kinds)
+    }
+
     /// Present and swapped pages of each range: `PAGEMAP_SCAN` where it
     /// works, otherwise big `pread`s.
     pub fn count_ranges(&mut self, ranges: &[AddrRange]) -> io::Result<Vec<PageCounts>> {
@@ -357,6 +386,36 @@ impl PagemapFile {
     }
 }
 
+/// The pages of some ranges by what pagemap shows: runs of present,
+/// swapped and unpopulated (neither present nor swapped) pages, each sorted
+/// and disjoint when the ranges are ([`PagemapFile::kinds_of`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PageKinds {
+    pub present: Vec<AddrRange>,
+    pub swapped: Vec<AddrRange>,
+    pub unpopulated: Vec<AddrRange>,
+}
+
+impl PageKinds {
+    /// Add the entries of the pages from address `start` on.
+    pub fn add(&mut self, start: u64, entries: &[PagemapEntry]) {
+        for (i, e) in entries.iter().enumerate() {
+            let addr = start + i as u64 * PAGE_SIZE;
+            let list = if e.present() {
+                &mut self.present
+            } else if e.swapped() {
+                &mut self.swapped
+            } else {
+                &mut self.unpopulated
+            };
+            match list.last_mut() {
+                Some(r) if r.end.0 == addr => r.end.0 = addr + PAGE_SIZE,
+                _ => list.push(AddrRange::new(addr, addr + PAGE_SIZE)),
+            }
+        }
+    }
+}
+
 /// Split `sorted` (indices sorted by `page_of`) into groups read by one
 /// `pread` each: consecutive pages at most [`COALESCE_GAP_PAGES`] apart and
 /// one group spanning at most one read chunk.
@@ -382,6 +441,49 @@ pub(crate) fn coalesce_runs<F: Fn(usize) -> u64>(sorted: &[usize], page_of: F) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn r(a: u64, b: u64) -> AddrRange {
+        AddrRange::new(a, b)
+    }
+
+    #[test]
+    fn page_kinds_split_ranges_into_runs() {
+        let e = |bits: &[u64]| bits.iter().map(|&b| PagemapEntry(b)).collect::<Vec<_>>();
+        let mut k = PageKinds::default();
+        // present, swapped, swapped, hole, present | next range: swapped, hole
+        k.add(0x10000, &e(&[PM_PRESENT, PM_SWAPPED, PM_SWAPPED, 0, PM_PRESENT]));
+        k.add(0x20000, &e(&[PM_SWAPPED, 0]));
+        assert_eq!(k.present, vec![r(0x10000, 0x11000), r(0x14000, 0x15000)]);
+        assert_eq!(k.swapped, vec![r(0x11000, 0x13000), r(0x20000, 0x21000)]);
+        assert_eq!(k.unpopulated, vec![r(0x13000, 0x14000), r(0x21000, 0x22000)]);
+        // A run continues across ranges that touch.
+        let mut k = PageKinds::default();
+        k.add(0x1000, &e(&[PM_SWAPPED]));
+        k.add(0x2000, &e(&[PM_SWAPPED]));
+        assert_eq!(k.swapped, vec![r(0x1000, 0x3000)]);
+    }
+
+    #[test]
+    fn kinds_of_reads_only_the_pages_of_the_ranges() {
+        // A fixture in pagemap's format: page p swapped when p % 3 == 0,
+        // present when p % 3 == 1, unpopulated otherwise, pages 0..4096.
+        let path = std::env::temp_dir().join(format!("pagemap-kinds-{}", std::process::id()));
+        let bytes: Vec<u8> =
+            (0..4096u64).flat_map(|p| [PM_SWAPPED, PM_PRESENT, 0][(p % 3) as usize].to_le_bytes()).collect();
+        std::fs::write(&path, bytes).expect("write fixture");
+        let mut pm = PagemapFile::open(&path).expect("open fixture").without_scan_ioctl();
+        let _ = std::fs::remove_file(&path);
+        let page = |p: u64| p * PAGE_SIZE;
+        // Two ranges close enough to share a read, one far away.
+        let ranges = [r(page(3), page(5)), r(page(10), page(11)), r(page(3000), page(3003))];
+        let k = pm.kinds_of(&ranges).expect("kinds");
+        let pages = |v: &[AddrRange]| -> Vec<u64> {
+            v.iter().flat_map(|x| (x.start.0 / PAGE_SIZE)..(x.end.0 / PAGE_SIZE)).collect()
+        };
+        assert_eq!(pages(&k.swapped), vec![3, 3000]);
+        assert_eq!(pages(&k.present), vec![4, 10, 3001]);
+        assert_eq!(pages(&k.unpopulated), vec![3002]);
+    }
 
     #[test]
     fn entry_bits_decode() {

@@ -5,7 +5,7 @@
 
 use super::procinfo::{HostMemInfo, ProcMemory};
 use crate::runtime::Backends;
-use damon_core::ops::pagemap::{COALESCE_GAP_PAGES, PagemapEntry};
+use damon_core::ops::pagemap::PageKinds;
 use damon_core::ops::pidfd::ProcTarget;
 use damon_core::{AddrRange, PAGE_SIZE, ProbeError, Snapshot};
 use policies::{ClassTotals, Decision, HostMemory, Outcome, PlanInput, Planner, RuleId, TaskMemory};
@@ -498,62 +498,8 @@ impl PidActor {
     }
 }
 
-/// The pages of some ranges by what pagemap shows: runs of present,
-/// swapped and unpopulated (neither) pages, each sorted and disjoint when
-/// the ranges are.
-#[derive(Debug, Default, PartialEq)]
-struct PageKinds {
-    present: Vec<AddrRange>,
-    swapped: Vec<AddrRange>,
-    unpopulated: Vec<AddrRange>,
-}
-
-impl PageKinds {
-    /// Add the entries of the pages from `start` on.
-    fn add(&mut self, start: u64, entries: &[PagemapEntry]) {
-        for (i, e) in entries.iter().enumerate() {
-            let addr = start + i as u64 * PAGE_SIZE;
-            let list = if e.present() {
-                &mut self.present
-            } else if e.swapped() {
-                &mut self.swapped
-            } else {
-                &mut self.unpopulated
-            };
-            match list.last_mut() {
-                Some(r) if r.end.0 == addr => r.end.0 = addr + PAGE_SIZE,
-                _ => list.push(AddrRange::new(addr, addr + PAGE_SIZE)),
-            }
-        }
-    }
-}
-
-/// [`PageKinds`] of `ranges` (sorted, disjoint, page-aligned). Ranges less
-/// than [`COALESCE_GAP_PAGES`] apart share one read: a page engine pages out
-/// tens of thousands of short runs per round.
 fn read_kinds(proc: &ProcTarget, what: &str, ranges: &[AddrRange]) -> Result<PageKinds, ProbeError> {
-    let mut kinds = PageKinds::default();
-    let mut entries: Vec<PagemapEntry> = Vec::new();
-    proc.with_pagemap(what, |pm| {
-        let mut i = 0;
-        while i < ranges.len() {
-            let mut j = i + 1;
-            while j < ranges.len() && ranges[j].start.0 < ranges[j - 1].end.0 + COALESCE_GAP_PAGES * PAGE_SIZE
-            {
-                j += 1;
-            }
-            let first = ranges[i].start.0 / PAGE_SIZE;
-            pm.read_range(AddrRange::new(ranges[i].start.0, ranges[j - 1].end.0), &mut entries)?;
-            for r in &ranges[i..j] {
-                let from = (r.start.0 / PAGE_SIZE - first) as usize;
-                let to = (r.end.0.div_ceil(PAGE_SIZE) - first) as usize;
-                kinds.add((first + from as u64) * PAGE_SIZE, &entries[from..to.min(entries.len())]);
-            }
-            i = j;
-        }
-        Ok(())
-    })?;
-    Ok(kinds)
+    proc.with_pagemap(what, |pm| pm.kinds_of(ranges))
 }
 
 /// The `project show` line of what the pageouts did, from the counters of
@@ -666,24 +612,6 @@ mod tests {
 
     fn r(a: u64, b: u64) -> AddrRange {
         AddrRange::new(a, b)
-    }
-
-    #[test]
-    fn page_kinds_split_ranges_into_runs() {
-        use damon_core::ops::pagemap::{PM_PRESENT as PRESENT, PM_SWAPPED as SWAPPED};
-        let e = |bits: &[u64]| bits.iter().map(|&b| PagemapEntry(b)).collect::<Vec<_>>();
-        let mut k = PageKinds::default();
-        // present, swapped, swapped, hole, present | next range: swapped, hole
-        k.add(0x10000, &e(&[PRESENT, SWAPPED, SWAPPED, 0, PRESENT]));
-        k.add(0x20000, &e(&[SWAPPED, 0]));
-        assert_eq!(k.present, vec![r(0x10000, 0x11000), r(0x14000, 0x15000)]);
-        assert_eq!(k.swapped, vec![r(0x11000, 0x13000), r(0x20000, 0x21000)]);
-        assert_eq!(k.unpopulated, vec![r(0x13000, 0x14000), r(0x21000, 0x22000)]);
-        // A run continues across ranges that touch.
-        let mut k = PageKinds::default();
-        k.add(0x1000, &e(&[SWAPPED]));
-        k.add(0x2000, &e(&[SWAPPED]));
-        assert_eq!(k.swapped, vec![r(0x1000, 0x3000)]);
     }
 
     #[test]
