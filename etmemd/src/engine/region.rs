@@ -394,7 +394,6 @@ impl TargetOps for Ops<'_> {
 impl TaskRunner {
     fn run(&mut self, stop: mpsc::Receiver<()>) {
         let mut next_resolve = Instant::now();
-        let mut next_sample = Instant::now();
         loop {
             if Instant::now() >= next_resolve {
                 let first = self.targets.is_empty();
@@ -414,14 +413,14 @@ impl TaskRunner {
             if let Some(snaps) = outcome.aggregated {
                 self.on_aggregation(snaps);
             }
+            // The step ended by arming the probes, and the next check sees
+            // what happened since: wait a whole sample interval from here,
+            // as kdamond sleeps one after prepare. A fixed schedule would
+            // shrink that window to nothing whenever the thread runs late (a
+            // slow probe, or a busy host waking it late), and a window of
+            // nothing sees no access: hot regions would read cold.
             let interval = Duration::from_micros(self.monitor.sample_interval_us());
-            next_sample += interval;
-            let now = Instant::now();
-            if next_sample < now {
-                // Behind (a slow probe or a busy host): do not try to catch up.
-                next_sample = now;
-            }
-            match stop.recv_timeout(next_sample - now) {
+            match stop.recv_timeout(interval) {
                 Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
             }
