@@ -43,6 +43,26 @@ fn counts_agree_between_pagemap_scan_and_pread() {
     assert_eq!(via_pread[0].present_bytes(), 64 * PAGE_SIZE);
 }
 
+/// More runs than one `PAGEMAP_SCAN` call returns (1024 regions): the
+/// calls continue where the kernel stopped and count no page twice.
+#[test]
+fn counts_stay_exact_when_the_scan_takes_several_calls() {
+    let pages = 8192u64;
+    let m = AnonMapping::new((pages * PAGE_SIZE) as usize).expect("mmap");
+    for k in (0..pages).step_by(2) {
+        m.write_byte((k * PAGE_SIZE) as usize, 1);
+    }
+    let r = AddrRange::new(m.addr(), m.addr() + pages * PAGE_SIZE);
+    let path = Path::new("/proc/self/pagemap");
+    let mut scan = PagemapFile::open(path).expect("open");
+    let via_scan = scan.count_ranges(&[r]).expect("count");
+    let mut pread = PagemapFile::open(path).expect("open").without_scan_ioctl();
+    let via_pread = pread.count_ranges(&[r]).expect("count");
+    println!("PAGEMAP_SCAN works here: {:?}; {via_scan:?} vs {via_pread:?}", scan.scan_ioctl_works());
+    assert_eq!(via_pread[0].present_pages, pages / 2);
+    assert_eq!(via_scan[0].present_pages, via_pread[0].present_pages);
+}
+
 #[test]
 fn scattered_reads_match_one_big_read() {
     let (_m, r) = touched_mapping();

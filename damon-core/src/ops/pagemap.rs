@@ -290,12 +290,25 @@ impl PagemapFile {
             match sys::pagemap_scan(self.file.as_fd(), start, end, anyof_mask, return_mask, &mut vec) {
                 Ok((n, walk_end)) => {
                     self.scan_ioctl = ScanIoctl::Works;
-                    out.extend_from_slice(&vec[..n]);
-                    if walk_end <= start {
+                    // The walk_end the kernel reports can lie before the
+                    // end of regions it returned: a call that walks in
+                    // several rounds (its buffer holds 512 regions) and then
+                    // reaches the end reports where an earlier round stopped
+                    // (seen on 6.18; a next call from there returned up to
+                    // 512 regions again). Keep only what lies past the last
+                    // page received, and go on from there.
+                    let done = out.last().map_or(start, |r| r.end);
+                    for r in &vec[..n] {
+                        if r.end > done {
+                            out.push(PageRegion { start: r.start.max(done), ..*r });
+                        }
+                    }
+                    let next = walk_end.max(out.last().map_or(start, |r| r.end));
+                    if next <= start {
                         // No progress: never loop forever on a kernel quirk.
                         return Err(io::Error::other(format!("PAGEMAP_SCAN made no progress at {start:#x}")));
                     }
-                    start = walk_end;
+                    start = next;
                 }
                 Err(e)
                     if self.scan_ioctl == ScanIoctl::Untried
