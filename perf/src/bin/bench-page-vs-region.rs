@@ -386,6 +386,39 @@ fn real_accuracy(snap: &Snapshot, hot: &[AddrRange], min: u32) -> (f64, f64) {
     (f1, wss)
 }
 
+/// Mean hot-set accuracy over the distinct snapshots of a measured window.
+#[derive(Default)]
+struct Accuracy {
+    f1: f64,
+    wss: f64,
+    n: u32,
+    last_time_us: Option<u64>,
+}
+
+impl Accuracy {
+    /// Count the task's latest snapshot if it is new.
+    fn take(&mut self, inst: &dyn Engine, hot: &[AddrRange]) {
+        if let Some((_, s)) = inst.snapshots("wl").first()
+            && self.last_time_us != Some(s.time_us)
+        {
+            self.add(s, hot);
+        }
+    }
+
+    fn add(&mut self, s: &Snapshot, hot: &[AddrRange]) {
+        let (f1, wss) = real_accuracy(s, hot, 1);
+        self.f1 += f1;
+        self.wss += wss;
+        self.n += 1;
+        self.last_time_us = Some(s.time_us);
+    }
+
+    /// Mean F1 and WSS error; (0, 1) when no snapshot came.
+    fn mean(&self) -> (f64, f64) {
+        if self.n == 0 { (0.0, 1.0) } else { (self.f1 / f64::from(self.n), self.wss / f64::from(self.n)) }
+    }
+}
+
 /// Run one engine on a fresh child of `bytes` and take its figures: the
 /// page engine for `rounds` rounds, the region engine for `run_for`.
 fn real_engine(
@@ -462,10 +495,25 @@ fn real_engine(
     let (cpu0, t0, acc0, rounds0) =
         (process_cpu()?, Instant::now(), child.stats()?, rounds_now(inst.as_ref()));
     // The page engine's rounds; the region engine runs as long as they took.
-    if which == "slide" {
-        wait_rounds(inst.as_ref(), rounds0 + rounds);
-    } else {
-        std::thread::sleep(run_for);
+    // Accuracy is the mean over every snapshot published meanwhile (one
+    // aggregation alone swings with the sampling).
+    // The snapshot already there is the warm-up's: not counted.
+    let mut accuracy = Accuracy {
+        last_time_us: inst.snapshots("wl").first().map(|(_, s)| s.time_us),
+        ..Accuracy::default()
+    };
+    let deadline = t0 + Duration::from_secs(900);
+    loop {
+        accuracy.take(inst.as_ref(), &hot);
+        let done = if which == "slide" {
+            rounds_now(inst.as_ref()) >= rounds0 + rounds || Instant::now() >= deadline
+        } else {
+            t0.elapsed() >= run_for
+        };
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     // Between two page rounds (the 1 s interval): only the policy's
     // pageouts are out of RAM, not the probe's.
@@ -481,7 +529,12 @@ fn real_engine(
     let alone = (alone + throughput_over(&mut child, Duration::from_secs(3))?) / 2.0;
     let with = (acc1.accesses - acc0.accesses) as f64 * 1000.0
         / acc1.run_ms.saturating_sub(acc0.run_ms).max(1) as f64;
-    let (f1, wss) = snaps.first().map_or((0.0, 1.0), |(_, s)| real_accuracy(s, &hot, 1));
+    if accuracy.n == 0
+        && let Some((_, s)) = snaps.first()
+    {
+        accuracy.add(s, &hot);
+    }
+    let (f1, wss) = accuracy.mean();
     let rounds_done = measured_rounds;
     let round_s = elapsed.as_secs_f64() / rounds_done as f64;
     // Pages checked: every page per scan (page), one sampled page per region per sample (region).
@@ -491,9 +544,10 @@ fn real_engine(
     });
     let _ = writeln!(
         log,
-        "- {which} {}: {rounds_done} rounds measured in {:.1} s after warm-up, process CPU {:.2} s, swapped {}, {}",
+        "- {which} {}: {rounds_done} rounds measured in {:.1} s after warm-up (accuracy over {} snapshots), process CPU {:.2} s, swapped {}, {}",
         size_name(bytes),
         elapsed.as_secs_f64(),
+        accuracy.n,
         cpu.as_secs_f64(),
         size_name(swapped),
         stats.extra.get("scan_cost").cloned().unwrap_or_default()
@@ -626,7 +680,8 @@ fn main() -> Result<()> {
          round's length. *Memory saved*: simulated, what the policy would page out per round (page: score < T; \
          region: no access for 1 s); real, the child's swap at the end. *Throughput*: the child's accesses per \
          second while monitored, relative to the same child running alone (mean of 3 s before and 3 s after). *F1 / WSS error*: the estimated \
-         working set (page: score >= T; region: accessed regions) against the ground truth.\n"
+         working set (page: score >= T; region: accessed regions) against the ground truth; for the real rows \
+         the mean over every snapshot of the measured window.\n"
     );
     if !args.real_only {
         let mut rows = Vec::new();
