@@ -669,6 +669,13 @@ impl TaskRunner {
 
 /// The parts of a snapshot's regions that lie inside `mappings` (sorted,
 /// disjoint), each piece keeping its region's counts.
+///
+/// DAMON's vaddr regions span the small gaps between mappings, so one region
+/// can cover the tail of one mapping and the head of the next. When such a
+/// region was seen accessed, nothing says which of its mappings the accesses
+/// came from (the tail of an idle buffer next to a hot one reads hot), so its
+/// pieces get age 0: they are never old hot memory, which a huge page needs.
+/// Unaccessed pieces keep their age (an idle region is idle in every piece).
 pub fn clip(snap: &Snapshot, mappings: &[AddrRange]) -> Snapshot {
     let mut regions = Vec::with_capacity(snap.regions.len());
     let mut i = 0;
@@ -676,12 +683,16 @@ pub fn clip(snap: &Snapshot, mappings: &[AddrRange]) -> Snapshot {
         while i < mappings.len() && mappings[i].end <= r.range.start {
             i += 1;
         }
+        let first = regions.len();
         let mut j = i;
         while j < mappings.len() && mappings[j].start < r.range.end {
             if let Some(range) = r.range.intersect(&mappings[j]) {
                 regions.push(damon_core::RegionSnapshot { range, ..*r });
             }
             j += 1;
+        }
+        if r.nr_accesses > 0 && regions.len() - first > 1 {
+            regions[first..].iter_mut().for_each(|p| p.age = 0);
         }
     }
     Snapshot { regions, ..snap.clone() }
@@ -696,22 +707,44 @@ mod tests {
     use super::*;
     use damon_core::RegionSnapshot;
 
+    fn reg(a: u64, b: u64, nr_accesses: u32, age: u32) -> RegionSnapshot {
+        RegionSnapshot { range: AddrRange::new(a, b), nr_accesses, age }
+    }
+
     #[test]
     fn clipping_keeps_only_mapped_parts() {
-        let reg = |a, b, n| RegionSnapshot { range: AddrRange::new(a, b), nr_accesses: n, age: 1 };
-        let snap =
-            Snapshot { regions: vec![reg(0x0, 0x4000, 0), reg(0x4000, 0x9000, 5)], ..Snapshot::default() };
+        let snap = Snapshot {
+            regions: vec![reg(0x0, 0x4000, 0, 7), reg(0x4000, 0x6000, 5, 3), reg(0x8000, 0x9000, 5, 3)],
+            ..Snapshot::default()
+        };
         let maps =
             [AddrRange::new(0x1000, 0x2000), AddrRange::new(0x3000, 0x6000), AddrRange::new(0x8000, 0xa000)];
         let out = clip(&snap, &maps);
         assert_eq!(
             out.regions,
             vec![
-                reg(0x1000, 0x2000, 0),
-                reg(0x3000, 0x4000, 0),
-                reg(0x4000, 0x6000, 5),
-                reg(0x8000, 0x9000, 5)
+                reg(0x1000, 0x2000, 0, 7),
+                reg(0x3000, 0x4000, 0, 7),
+                reg(0x4000, 0x6000, 5, 3),
+                reg(0x8000, 0x9000, 5, 3)
             ]
+        );
+    }
+
+    /// The tail of an idle mapping shares a region with the head of a hot
+    /// one across the gap: both pieces read accessed, neither may look old
+    /// hot memory (the THP promotion would collapse the idle tail).
+    #[test]
+    fn accessed_regions_spanning_mappings_give_young_pieces() {
+        let snap = Snapshot {
+            regions: vec![reg(0x0, 0x5000, 10, 9), reg(0x5000, 0x8000, 10, 9)],
+            ..Snapshot::default()
+        };
+        let maps = [AddrRange::new(0x0, 0x2000), AddrRange::new(0x3000, 0x8000)];
+        let out = clip(&snap, &maps);
+        assert_eq!(
+            out.regions,
+            vec![reg(0x0, 0x2000, 10, 0), reg(0x3000, 0x5000, 10, 0), reg(0x5000, 0x8000, 10, 9)]
         );
     }
 }
