@@ -547,8 +547,10 @@ const POLICY_KEYS: &[KeySpec] = &[
         Text("0s"),
         &[],
         "Pages we paged out that the task touches again stay out of pageouts for this long \
-         (`0s`: never protected). The sampler sees a region, not every page: without this, pages \
-         of a cold-looking region that the workload still uses are paged out again and again.",
+         (`0s`: never protected), twice as long each time the same page comes back again (up to \
+         16x; a page is remembered for 4x its last protection after it ran out). The sampler sees \
+         a region, not every page: without this, pages of a cold-looking region that the workload \
+         still uses are paged out again and again.",
     ),
     key(
         "thp_min_age",

@@ -63,6 +63,38 @@ fn counts_stay_exact_when_the_scan_takes_several_calls() {
     assert_eq!(via_scan[0].present_pages, via_pread[0].present_pages);
 }
 
+/// `kinds_of` by `PAGEMAP_SCAN` runs and by `pread` agree: ranges inside
+/// and across the touched and untouched parts, more runs than one call
+/// returns.
+#[test]
+fn page_kinds_agree_between_pagemap_scan_and_pread() {
+    let pages = 4096u64;
+    let m = AnonMapping::new((pages * PAGE_SIZE) as usize).expect("mmap");
+    for k in (0..pages / 2).step_by(2) {
+        m.write_byte((k * PAGE_SIZE) as usize, 1);
+    }
+    let at = |p: u64| m.addr() + p * PAGE_SIZE;
+    let ranges = [
+        AddrRange::new(at(0), at(1)),
+        AddrRange::new(at(3), at(1500)),
+        AddrRange::new(at(1500), at(2100)),
+        AddrRange::new(at(2200), at(2300)),
+        AddrRange::new(at(4000), at(pages)),
+    ];
+    let path = Path::new("/proc/self/pagemap");
+    let mut scan = PagemapFile::open(path).expect("open");
+    let via_scan = scan.kinds_of(&ranges).expect("kinds");
+    let mut pread = PagemapFile::open(path).expect("open").without_scan_ioctl();
+    let via_pread = pread.kinds_of(&ranges).expect("kinds");
+    println!("PAGEMAP_SCAN works here: {:?}", scan.scan_ioctl_works());
+    assert_eq!(via_scan, via_pread);
+    let bytes = |v: &[AddrRange]| v.iter().map(AddrRange::len).sum::<u64>() / PAGE_SIZE;
+    // Touched: pages 0, 4, ..., 1498 of the second range, and 1500..2046 step 2.
+    assert_eq!(bytes(&via_pread.present), 1 + 748 + 274);
+    assert_eq!(bytes(&via_pread.swapped), 0);
+    assert_eq!(bytes(&via_pread.present) + bytes(&via_pread.unpopulated), 1 + 1497 + 600 + 100 + 96);
+}
+
 #[test]
 fn scattered_reads_match_one_big_read() {
     let (_m, r) = touched_mapping();

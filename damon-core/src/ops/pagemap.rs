@@ -334,6 +334,7 @@ impl PagemapFile {
     pub fn kinds_of(&mut self, ranges: &[AddrRange]) -> io::Result<PageKinds> {
         let mut kinds = PageKinds::default();
         let mut entries = Vec::new();
+        let mut regions = Vec::new();
         let mut i = 0;
         while i < ranges.len() {
             let first = ranges[i].start.0 / PAGE_SIZE;
@@ -345,11 +346,19 @@ impl PagemapFile {
             {
                 j += 1;
             }
-            self.read_range(AddrRange::new(ranges[i].start.0, ranges[j - 1].end.0), &mut entries)?;
-            for r in &ranges[i..j] {
-                let (from, to) = page_span(*r);
-                let (from, to) = ((from - first) as usize, ((to - first) as usize).min(entries.len()));
-                kinds.add((first + from as u64) * PAGE_SIZE, &entries[from..to]);
+            let span = AddrRange::new(ranges[i].start.0, ranges[j - 1].end.0);
+            // PAGEMAP_SCAN returns runs, not 8 bytes per page: a process's
+            // swapped-out gigabytes cost a few runs to look at.
+            let both = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+            if self.scan(span, both, both, &mut regions)? {
+                kinds.add_runs(&ranges[i..j], &regions);
+            } else {
+                self.read_range(span, &mut entries)?;
+                for r in &ranges[i..j] {
+                    let (from, to) = page_span(*r);
+                    let (from, to) = ((from - first) as usize, ((to - first) as usize).min(entries.len()));
+                    kinds.add((first + from as u64) * PAGE_SIZE, &entries[from..to]);
+                }
             }
             i = j;
         }
@@ -410,6 +419,45 @@ pub struct PageKinds {
 }
 
 impl PageKinds {
+    /// Add `ranges` (sorted, disjoint) as `PAGEMAP_SCAN` found them: `runs`
+    /// (sorted) of present or swapped pages; what no run covers is
+    /// unpopulated.
+    pub fn add_runs(&mut self, ranges: &[AddrRange], runs: &[PageRegion]) {
+        fn push(list: &mut Vec<AddrRange>, start: u64, end: u64) {
+            match list.last_mut() {
+                Some(r) if r.end.0 == start => r.end.0 = end,
+                _ => list.push(AddrRange::new(start, end)),
+            }
+        }
+        let mut k = 0;
+        for r in ranges {
+            let (from, to) = page_span(*r);
+            let (from, to) = (from * PAGE_SIZE, to * PAGE_SIZE);
+            while k < runs.len() && runs[k].end <= from {
+                k += 1;
+            }
+            let mut cur = from;
+            let mut m = k;
+            while m < runs.len() && runs[m].start < to {
+                let (start, end) = (runs[m].start.max(from), runs[m].end.min(to));
+                if start > cur {
+                    push(&mut self.unpopulated, cur, start);
+                }
+                let list = if runs[m].categories & PAGE_IS_PRESENT != 0 {
+                    &mut self.present
+                } else {
+                    &mut self.swapped
+                };
+                push(list, start, end);
+                cur = end;
+                m += 1;
+            }
+            if cur < to {
+                push(&mut self.unpopulated, cur, to);
+            }
+        }
+    }
+
     /// Add the entries of the pages from address `start` on.
     pub fn add(&mut self, start: u64, entries: &[PagemapEntry]) {
         for (i, e) in entries.iter().enumerate() {

@@ -41,6 +41,11 @@ pub struct ActCounters {
     pub prefetched_bytes: u64,
     /// Pages we paged out that the process touched again.
     pub refaulted_pages: u64,
+    /// ... of which had come back before (their protection was doubled).
+    pub refaulted_again_pages: u64,
+    /// Bytes swapped out by a pageout that had come back before: the churn
+    /// `refault_protect` is there to cut.
+    pub repageout_bytes: u64,
     /// Bytes a pageout left in RAM because they had refaulted within the
     /// policy's `refault_protect` (summed over plans).
     pub refault_protected_bytes: u64,
@@ -83,14 +88,15 @@ pub struct PidActor {
     /// as refaults. Rechecked every [`UNPOPULATED_RECHECK_US`].
     unpopulated: Vec<AddrRange>,
     last_unpopulated_check_us: u64,
-    /// Pages we paged out that came back, kept out of pageouts until the
-    /// time given (`now_us`): the policy's `refault_protect`. A page touched
-    /// again soon after its pageout is in the working set, however cold its
-    /// region looked to the sampler; sending it out again only buys another
-    /// fault (the kernel's own reclaim keeps refault distances for the same
-    /// reason).
-    protected: Vec<(AddrRange, u64)>,
-    protect_us: u64,
+    /// Pages we paged out that came back, kept out of pageouts for the
+    /// policy's `refault_protect`, doubled each time the same page comes
+    /// back again. A page touched again soon after its pageout is in the
+    /// working set, however cold its region looked to the sampler; sending
+    /// it out again only buys another fault (the kernel's own reclaim keeps
+    /// refault distances for the same reason).
+    refaults: RefaultHistory,
+    /// The `now_us` of the last snapshot.
+    last_now_us: u64,
     /// Huge pages and what must not be collapsed (issue 5); kept up to date
     /// only when a rule collapses or splits (`thp_rules`).
     thp: ThpState,
@@ -228,6 +234,7 @@ impl PidActor {
             || policy.demote_thp
             || schemes.iter().any(|s| matches!(s.action, conf::Action::Hugepage | conf::Action::Nohugepage));
         let protect_us = u64::try_from(policy.refault_protect.as_micros()).unwrap_or(u64::MAX);
+        let refaults = RefaultHistory::new(protect_us);
         PidActor {
             pid,
             planner: Planner::new(policy, schemes),
@@ -237,8 +244,8 @@ impl PidActor {
             paged_out: Vec::new(),
             unpopulated: Vec::new(),
             last_unpopulated_check_us: 0,
-            protected: Vec::new(),
-            protect_us,
+            refaults,
+            last_now_us: 0,
             thp: ThpState::default(),
             thp_rules,
             probe_pages: HashSet::new(),
@@ -264,7 +271,7 @@ impl PidActor {
 
     /// Bytes kept out of pageouts by `refault_protect` now.
     pub fn protected_bytes(&self) -> u64 {
-        self.protected.iter().map(|(r, _)| r.len()).sum()
+        self.refaults.protected_bytes(self.last_now_us)
     }
 
     /// The ranges we paged out that are still out of RAM, sorted and disjoint.
@@ -294,17 +301,15 @@ impl PidActor {
     /// populated are dropped from their list, not counted: new memory of
     /// the process, not a refault.
     fn reconcile(&mut self, proc: &ProcTarget, now_us: u64) {
-        self.protected.retain(|&(_, until)| until > now_us);
+        self.refaults.forget_old(now_us);
         if !self.paged_out.is_empty() {
             // Keep the list when pagemap could not be read; the target may be gone.
             if let Ok(k) = read_kinds(proc, "reconcile paged-out ranges", &self.paged_out) {
                 self.paged_out = k.swapped;
                 self.counters.refaulted_pages +=
                     k.present.iter().map(AddrRange::len).sum::<u64>() / PAGE_SIZE;
-                if self.protect_us > 0 {
-                    let until = now_us.saturating_add(self.protect_us);
-                    self.protected.extend(k.present.into_iter().map(|r| (r, until)));
-                }
+                let again = self.refaults.record(&k.present, now_us);
+                self.counters.refaulted_again_pages += again / PAGE_SIZE;
             }
         }
         if !self.unpopulated.is_empty()
@@ -322,8 +327,8 @@ impl PidActor {
 
     /// After a pageout of `ranges`: what pagemap shows now decides what is
     /// ours to follow (swapped pages), what only spanned holes, and what
-    /// the kernel kept in RAM.
-    fn note_pageout(&mut self, proc: &ProcTarget, ranges: &[AddrRange], clean: bool) {
+    /// the kernel kept in RAM. Returns the bytes that were holes.
+    fn note_pageout(&mut self, proc: &ProcTarget, ranges: &[AddrRange], clean: bool) -> u64 {
         let mut sorted = ranges.to_vec();
         sorted.sort_by_key(|r| r.start);
         match read_kinds(proc, "check pageout", &sorted) {
@@ -332,12 +337,17 @@ impl PidActor {
                 self.counters.pageout_swapped_bytes += bytes(&k.swapped);
                 self.counters.pageout_unpopulated_bytes += bytes(&k.unpopulated);
                 self.counters.pageout_stayed_bytes += bytes(&k.present);
+                self.counters.repageout_bytes += self.refaults.overlap_bytes(&k.swapped);
                 add_ranges(&mut self.paged_out, &k.swapped);
                 add_ranges(&mut self.unpopulated, &k.unpopulated);
+                bytes(&k.unpopulated)
             }
             // Without pagemap, follow the whole ranges when the call took them.
-            Err(_) if clean => add_ranges(&mut self.paged_out, &sorted),
-            Err(_) => {}
+            Err(_) if clean => {
+                add_ranges(&mut self.paged_out, &sorted);
+                0
+            }
+            Err(_) => 0,
         }
     }
 
@@ -351,6 +361,7 @@ impl PidActor {
         host: HostMemInfo,
         backends: &Backends,
     ) {
+        self.last_now_us = now_us;
         if now_us.saturating_sub(self.last_reconcile_us) >= RECONCILE_INTERVAL_US {
             self.reconcile(proc, now_us);
             self.last_reconcile_us = now_us;
@@ -406,10 +417,14 @@ impl PidActor {
                 }
                 let mut ranges: Vec<AddrRange> =
                     mine.iter().filter(|d| d.action == action).map(|d| d.range).collect();
-                if mem_action == MemAction::Pageout && !self.protected.is_empty() {
+                let keep = if mem_action == MemAction::Pageout {
+                    self.refaults.protected(now_us)
+                } else {
+                    Vec::new()
+                };
+                if !keep.is_empty() {
                     let before: u64 = ranges.iter().map(AddrRange::len).sum();
                     ranges.sort_by_key(|r| r.start);
-                    let keep: Vec<AddrRange> = self.protected.iter().map(|&(r, _)| r).collect();
                     remove_ranges(&mut ranges, &keep);
                     let after: u64 = ranges.iter().map(AddrRange::len).sum();
                     self.counters.refault_protected_bytes += before.saturating_sub(after);
@@ -435,7 +450,15 @@ impl PidActor {
                         self.counters.paged_out_bytes += out.bytes_applied;
                         if !out.vanished {
                             let t0 = swap_backends::thread_cpu_time();
-                            self.note_pageout(proc, &ranges, out.errors.is_empty() && out.stopped.is_none());
+                            let holes = self.note_pageout(
+                                proc,
+                                &ranges,
+                                out.errors.is_empty() && out.stopped.is_none(),
+                            );
+                            // Holes cost the kernel next to nothing: the quota
+                            // is for pages sent out (a buffer pool's untouched
+                            // part would use it up first).
+                            outcome.tried_bytes = outcome.tried_bytes.saturating_sub(holes);
                             let spent = swap_backends::thread_cpu_time().saturating_sub(t0);
                             self.counters.action_cpu += spent;
                             outcome.cpu_ns += spent.as_nanos() as u64;
@@ -521,13 +544,123 @@ pub fn pageout_note(counters: &[&ActCounters]) -> Option<String> {
 }
 
 /// The `project show` line for `refault_protect`: bytes protected now,
-/// and pageout bytes skipped for it so far (summed over plans).
-pub fn protected_note(now_bytes: u64, skipped_bytes: u64) -> String {
+/// pageout bytes skipped for it so far (summed over plans), pages that came
+/// back more than once and bytes paged out again after coming back.
+pub fn protected_note(now_bytes: u64, skipped_bytes: u64, again_pages: u64, repageout_bytes: u64) -> String {
     format!(
-        "{} MiB touched again after a pageout, kept in RAM for refault_protect; {} MiB of pageouts skipped so far",
+        "{} MiB touched again after a pageout, kept in RAM for refault_protect (doubled each time a page \
+         comes back again, up to {}x); {} MiB of pageouts skipped so far; {} MiB came back more than once; \
+         {} MiB paged out again after coming back",
         now_bytes >> 20,
-        skipped_bytes >> 20
+        1u64 << MAX_DOUBLINGS,
+        skipped_bytes >> 20,
+        (again_pages * PAGE_SIZE) >> 20,
+        repageout_bytes >> 20
     )
+}
+
+/// Protection doubles at most this many times (16x `refault_protect`).
+const MAX_DOUBLINGS: u32 = 4;
+/// A page's refault is remembered this many times its last protection
+/// after the protection ran out: a page back within that time counts as
+/// coming back again.
+const HISTORY_FACTOR: u64 = 4;
+
+/// Pages we paged out that came back, by range (sorted, disjoint): how many
+/// times in a row, and until when they stay out of pageouts.
+#[derive(Debug, Default)]
+pub(crate) struct RefaultHistory {
+    entries: Vec<Refaulted>,
+    /// `refault_protect` in µs (0: nothing is protected or remembered).
+    base_us: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Refaulted {
+    range: AddrRange,
+    /// Times in a row (1 = the first), capped at `MAX_DOUBLINGS + 1`.
+    times: u32,
+    /// Protection length and end.
+    span_us: u64,
+    until_us: u64,
+}
+
+impl RefaultHistory {
+    pub(crate) fn new(base_us: u64) -> RefaultHistory {
+        RefaultHistory { entries: Vec::new(), base_us }
+    }
+
+    /// `came_back` (sorted, disjoint) came back at `now_us`: protect each
+    /// range for `base << (n - 1)`, n being one more than the most times a
+    /// page of it came back before (remembered). Returns the bytes that had
+    /// come back before.
+    pub(crate) fn record(&mut self, came_back: &[AddrRange], now_us: u64) -> u64 {
+        if self.base_us == 0 || came_back.is_empty() {
+            return 0;
+        }
+        let mut old = std::mem::take(&mut self.entries);
+        let mut out = Vec::with_capacity(old.len() + came_back.len());
+        let mut again = 0;
+        let mut i = 0;
+        for &p in came_back {
+            while i < old.len() && old[i].range.end <= p.start {
+                out.push(old[i]);
+                i += 1;
+            }
+            let mut prior = 0;
+            while i < old.len() && old[i].range.start < p.end {
+                let e = old[i];
+                prior = prior.max(e.times);
+                again += e.range.intersect(&p).map_or(0, |x| x.len());
+                if e.range.start < p.start {
+                    out.push(Refaulted { range: AddrRange { start: e.range.start, end: p.start }, ..e });
+                }
+                if e.range.end > p.end {
+                    // The rest may meet the next range that came back.
+                    old[i].range.start = p.end;
+                    break;
+                }
+                i += 1;
+            }
+            let times = (prior + 1).min(MAX_DOUBLINGS + 1);
+            let span_us = self.base_us.saturating_mul(1 << (times - 1));
+            out.push(Refaulted { range: p, times, span_us, until_us: now_us.saturating_add(span_us) });
+        }
+        out.extend_from_slice(&old[i..]);
+        self.entries = out;
+        again
+    }
+
+    /// Drop refaults not protected nor remembered any more.
+    pub(crate) fn forget_old(&mut self, now_us: u64) {
+        self.entries.retain(|e| now_us < e.until_us.saturating_add(e.span_us.saturating_mul(HISTORY_FACTOR)));
+    }
+
+    /// The ranges kept out of pageouts at `now_us`, sorted and disjoint.
+    pub(crate) fn protected(&self, now_us: u64) -> Vec<AddrRange> {
+        self.entries.iter().filter(|e| e.until_us > now_us).map(|e| e.range).collect()
+    }
+
+    pub(crate) fn protected_bytes(&self, now_us: u64) -> u64 {
+        self.entries.iter().filter(|e| e.until_us > now_us).map(|e| e.range.len()).sum()
+    }
+
+    /// Bytes of `ranges` (sorted, disjoint) that came back before.
+    pub(crate) fn overlap_bytes(&self, ranges: &[AddrRange]) -> u64 {
+        let mut j = 0;
+        let mut bytes = 0;
+        for r in ranges {
+            while j < self.entries.len() && self.entries[j].range.end <= r.start {
+                j += 1;
+            }
+            let mut k = j;
+            while k < self.entries.len() && self.entries[k].range.start < r.end {
+                bytes += self.entries[k].range.intersect(r).map_or(0, |x| x.len());
+                k += 1;
+            }
+        }
+        bytes
+    }
 }
 
 /// Why no collapse is tried on a process that turned THP off for itself.
@@ -609,6 +742,80 @@ pub fn thp_extra(actors: &[&PidActor]) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MIN: u64 = 60_000_000;
+
+    #[test]
+    fn a_page_back_again_is_protected_twice_as_long_up_to_16x() {
+        let mut h = RefaultHistory::new(MIN);
+        let page = [r(0x1000, 0x2000)];
+        assert_eq!(h.record(&page, 0), 0, "first time back");
+        assert_eq!(h.protected(MIN - 1), page);
+        assert!(h.protected(MIN).is_empty(), "one refault_protect, then it may go out again");
+        // Back again 30 s after its protection ran out: remembered, 2 minutes now.
+        let mut t = MIN + 30_000_000;
+        assert_eq!(h.record(&page, t), 0x1000);
+        assert_eq!(h.protected(t + 2 * MIN - 1), page);
+        assert!(h.protected(t + 2 * MIN).is_empty());
+        let mut last = 2;
+        for span in [4, 8, 16, 16] {
+            // Back a minute after the last protection ran out.
+            t += last * MIN + MIN;
+            last = span;
+            h.forget_old(t);
+            assert_eq!(h.record(&page, t), 0x1000);
+            assert_eq!(h.protected(t + span * MIN - 1), page, "{span} minutes");
+            assert!(h.protected(t + span * MIN).is_empty());
+        }
+        // Not back for 4x its last protection after it ran out: forgotten.
+        t += 16 * MIN + 4 * 16 * MIN;
+        h.forget_old(t);
+        assert_eq!(h.record(&page, t), 0, "a fresh start");
+        assert!(h.protected(t + MIN).is_empty());
+    }
+
+    #[test]
+    fn refaults_split_and_join_history_by_range() {
+        let mut h = RefaultHistory::new(MIN);
+        h.record(&[r(0x0, 0x4000), r(0x8000, 0xa000)], 0);
+        // Later, a range over the end of one and the start of the other, and
+        // one untouched before.
+        let t = 2 * MIN;
+        assert_eq!(h.record(&[r(0x3000, 0x9000), r(0xc000, 0xd000)], t), 0x2000);
+        assert_eq!(
+            h.entries.iter().map(|e| (e.range, e.times)).collect::<Vec<_>>(),
+            vec![(r(0x0, 0x3000), 1), (r(0x3000, 0x9000), 2), (r(0x9000, 0xa000), 1), (r(0xc000, 0xd000), 1)]
+        );
+        assert_eq!(h.protected(t + MIN - 1), vec![r(0x3000, 0x9000), r(0xc000, 0xd000)]);
+        assert_eq!(h.protected_bytes(t + MIN - 1), 0x7000);
+        assert_eq!(h.protected(t + MIN), vec![r(0x3000, 0x9000)]);
+        assert_eq!(h.overlap_bytes(&[r(0x2000, 0x4000), r(0x9800, 0xc800)]), 0x2000 + 0x800 + 0x800);
+    }
+
+    #[test]
+    fn one_old_range_meets_several_new_ones() {
+        let mut h = RefaultHistory::new(MIN);
+        h.record(&[r(0x0, 0x10000)], 0);
+        let t = 2 * MIN;
+        assert_eq!(h.record(&[r(0x1000, 0x2000), r(0x4000, 0x5000)], t), 0x2000);
+        assert_eq!(
+            h.entries.iter().map(|e| (e.range, e.times)).collect::<Vec<_>>(),
+            vec![
+                (r(0x0, 0x1000), 1),
+                (r(0x1000, 0x2000), 2),
+                (r(0x2000, 0x4000), 1),
+                (r(0x4000, 0x5000), 2),
+                (r(0x5000, 0x10000), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn no_refault_protect_keeps_no_history() {
+        let mut h = RefaultHistory::new(0);
+        assert_eq!(h.record(&[r(0x0, 0x1000)], 0), 0);
+        assert!(h.protected(0).is_empty() && h.entries.is_empty());
+    }
 
     fn r(a: u64, b: u64) -> AddrRange {
         AddrRange::new(a, b)

@@ -656,7 +656,15 @@ impl TaskRunner {
         s.action_cpu_s = Some(live.iter().map(|p| p.actor.counters.action_cpu.as_secs_f64()).sum());
         s.extra = self.notes.clone();
         if protected + skipped > 0 {
-            s.extra.insert("refault_protected".into(), super::act::protected_note(protected, skipped));
+            s.extra.insert(
+                "refault_protected".into(),
+                super::act::protected_note(
+                    protected,
+                    skipped,
+                    sum(&|p| p.actor.counters.refaulted_again_pages),
+                    sum(&|p| p.actor.counters.repageout_bytes),
+                ),
+            );
         }
         let counters: Vec<&super::act::ActCounters> = live.iter().map(|p| &p.actor.counters).collect();
         if let Some(note) = super::act::pageout_note(&counters) {

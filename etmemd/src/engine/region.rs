@@ -593,7 +593,15 @@ impl TaskRunner {
             acc
         });
         if protected + skipped > 0 {
-            s.extra.insert("refault_protected".into(), super::act::protected_note(protected, skipped));
+            s.extra.insert(
+                "refault_protected".into(),
+                super::act::protected_note(
+                    protected,
+                    skipped,
+                    sum(&|t| t.actor.counters.refaulted_again_pages),
+                    sum(&|t| t.actor.counters.repageout_bytes),
+                ),
+            );
         }
         let counters: Vec<&super::act::ActCounters> =
             self.targets.values().map(|t| &t.actor.counters).collect();
