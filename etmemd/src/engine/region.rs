@@ -328,8 +328,11 @@ pub fn damo_raw(task: &str, pid: u32, snap: &Snapshot) -> String {
     out
 }
 
-/// How often the region engine reads a target's AnonHugePages, at most.
+/// How often the region engine reads a target's AnonHugePages, at most:
+/// the THP rules need it, ...
 const ROLLUP_INTERVAL: Duration = Duration::from_secs(2);
+/// ... `project show` alone does not.
+const ROLLUP_INTERVAL_NO_THP: Duration = Duration::from_secs(10);
 /// ... and at least this many times the last read's duration apart, so the
 /// read costs at most 1 % of a CPU however large the target (a 3.4 GiB
 /// mariadbd takes 40-150 ms per read).
@@ -518,10 +521,11 @@ impl TaskRunner {
         for (id, snap) in snaps {
             let Some(t) = self.targets.values_mut().find(|t| t.id == id) else { continue };
             // VmRSS/VmSwap every aggregation; AnonHugePages (a page-table
-            // walk, O(RSS)) at most every ROLLUP_INTERVAL and never for more
+            // walk, O(RSS)) at most every ROLLUP_INTERVAL(_NO_THP) and never for more
             // than 1 % of the time, so the cost does not grow with the
             // target's size.
-            let every = ROLLUP_INTERVAL.max(t.rollup_took * ROLLUP_COST_FACTOR);
+            let least = if t.actor.thp_rules() { ROLLUP_INTERVAL } else { ROLLUP_INTERVAL_NO_THP };
+            let every = least.max(t.rollup_took * ROLLUP_COST_FACTOR);
             let huge = match t.rollup_at {
                 Some(at) if at.elapsed() < every => t.memory.anon_huge_bytes,
                 _ => {
