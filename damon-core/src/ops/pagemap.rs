@@ -423,12 +423,6 @@ impl PageKinds {
     /// (sorted) of present or swapped pages; what no run covers is
     /// unpopulated.
     pub fn add_runs(&mut self, ranges: &[AddrRange], runs: &[PageRegion]) {
-        fn push(list: &mut Vec<AddrRange>, start: u64, end: u64) {
-            match list.last_mut() {
-                Some(r) if r.end.0 == start => r.end.0 = end,
-                _ => list.push(AddrRange::new(start, end)),
-            }
-        }
         let mut k = 0;
         for r in ranges {
             let (from, to) = page_span(*r);
@@ -441,19 +435,19 @@ impl PageKinds {
             while m < runs.len() && runs[m].start < to {
                 let (start, end) = (runs[m].start.max(from), runs[m].end.min(to));
                 if start > cur {
-                    push(&mut self.unpopulated, cur, start);
+                    push_run(&mut self.unpopulated, cur, start);
                 }
                 let list = if runs[m].categories & PAGE_IS_PRESENT != 0 {
                     &mut self.present
                 } else {
                     &mut self.swapped
                 };
-                push(list, start, end);
+                push_run(list, start, end);
                 cur = end;
                 m += 1;
             }
             if cur < to {
-                push(&mut self.unpopulated, cur, to);
+                push_run(&mut self.unpopulated, cur, to);
             }
         }
     }
@@ -469,11 +463,17 @@ impl PageKinds {
             } else {
                 &mut self.unpopulated
             };
-            match list.last_mut() {
-                Some(r) if r.end.0 == addr => r.end.0 = addr + PAGE_SIZE,
-                _ => list.push(AddrRange::new(addr, addr + PAGE_SIZE)),
-            }
+            push_run(list, addr, addr + PAGE_SIZE);
         }
+    }
+}
+
+/// Append `[start, end)` to a sorted list, joined to its last range when
+/// they touch.
+fn push_run(list: &mut Vec<AddrRange>, start: u64, end: u64) {
+    match list.last_mut() {
+        Some(r) if r.end.0 == start => r.end.0 = end,
+        _ => list.push(AddrRange::new(start, end)),
     }
 }
 

@@ -7,6 +7,7 @@ use super::procinfo::{HostMemInfo, ProcMemory};
 use crate::runtime::Backends;
 use damon_core::ops::pagemap::PageKinds;
 use damon_core::ops::pidfd::ProcTarget;
+use damon_core::ops::sim::intersect_sorted;
 use damon_core::{AddrRange, PAGE_SIZE, ProbeError, Snapshot};
 use policies::{ClassTotals, Decision, HostMemory, Outcome, PlanInput, Planner, RuleId, TaskMemory};
 use std::collections::{BTreeMap, HashSet};
@@ -245,7 +246,6 @@ impl PidActor {
             || policy.demote_thp
             || schemes.iter().any(|s| matches!(s.action, conf::Action::Hugepage | conf::Action::Nohugepage));
         let protect_us = u64::try_from(policy.refault_protect.as_micros()).unwrap_or(u64::MAX);
-        let refaults = RefaultHistory::new(protect_us);
         PidActor {
             pid,
             planner: Planner::new(policy, schemes),
@@ -255,7 +255,7 @@ impl PidActor {
             paged_out: Vec::new(),
             unpopulated: Vec::new(),
             last_unpopulated_check_us: 0,
-            refaults,
+            refaults: RefaultHistory::new(protect_us),
             last_now_us: 0,
             thp: ThpState::default(),
             thp_rules,
@@ -566,20 +566,27 @@ pub fn pageout_note(counters: &[&ActCounters]) -> Option<String> {
     ))
 }
 
-/// The `project show` line for `refault_protect`: bytes protected now,
-/// pageout bytes skipped for it so far (summed over plans), pages that came
-/// back more than once and bytes paged out again after coming back.
-pub fn protected_note(now_bytes: u64, skipped_bytes: u64, again_pages: u64, repageout_bytes: u64) -> String {
-    format!(
+/// The `project show` line for `refault_protect`, from the bytes protected
+/// now and the counters of the processes of a task: pageout bytes skipped
+/// for it so far (summed over plans), what came back more than once and
+/// what was paged out again after coming back; `None` while nothing was
+/// protected.
+pub fn protected_note(now_bytes: u64, counters: &[&ActCounters]) -> Option<String> {
+    let sum = |f: fn(&ActCounters) -> u64| counters.iter().map(|c| f(c)).sum::<u64>();
+    let skipped_bytes = sum(|c| c.refault_protected_bytes);
+    if now_bytes + skipped_bytes == 0 {
+        return None;
+    }
+    Some(format!(
         "{} MiB touched again after a pageout, kept in RAM for refault_protect (doubled each time a page \
          comes back again, up to {}x); {} MiB of pageouts skipped so far; {} MiB came back more than once; \
          {} MiB paged out again after coming back",
         now_bytes >> 20,
         1u64 << MAX_DOUBLINGS,
         skipped_bytes >> 20,
-        (again_pages * PAGE_SIZE) >> 20,
-        repageout_bytes >> 20
-    )
+        (sum(|c| c.refaulted_again_pages) * PAGE_SIZE) >> 20,
+        sum(|c| c.repageout_bytes) >> 20
+    ))
 }
 
 /// Protection doubles at most this many times (16x `refault_protect`).
@@ -670,19 +677,8 @@ impl RefaultHistory {
 
     /// Bytes of `ranges` (sorted, disjoint) that came back before.
     pub(crate) fn overlap_bytes(&self, ranges: &[AddrRange]) -> u64 {
-        let mut j = 0;
-        let mut bytes = 0;
-        for r in ranges {
-            while j < self.entries.len() && self.entries[j].range.end <= r.start {
-                j += 1;
-            }
-            let mut k = j;
-            while k < self.entries.len() && self.entries[k].range.start < r.end {
-                bytes += self.entries[k].range.intersect(r).map_or(0, |x| x.len());
-                k += 1;
-            }
-        }
-        bytes
+        let known: Vec<AddrRange> = self.entries.iter().map(|e| e.range).collect();
+        intersect_sorted(ranges, &known).iter().map(AddrRange::len).sum()
     }
 }
 

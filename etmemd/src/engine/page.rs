@@ -645,8 +645,7 @@ impl TaskRunner {
         s.refaults = Some(sum(&|p| p.actor.counters.refaulted_pages));
         s.collapses = Some(sum(&|p| p.actor.counters.collapses_done));
         s.demotions = Some(sum(&|p| p.actor.counters.demotions));
-        let (protected, skipped) =
-            (sum(&|p| p.actor.protected_bytes()), sum(&|p| p.actor.counters.refault_protected_bytes));
+        let protected = sum(&|p| p.actor.protected_bytes());
         let quotas: Vec<(Option<u64>, u64)> = live.iter().map(|p| p.actor.quota()).collect();
         s.quota_used_permil = quotas.iter().filter_map(|q| q.0).max();
         s.quota_exceeded = Some(quotas.iter().map(|q| q.1).sum());
@@ -655,18 +654,10 @@ impl TaskRunner {
         s.monitor_cpu_s = Some(live.iter().map(|p| p.scan_cpu.as_secs_f64()).sum());
         s.action_cpu_s = Some(live.iter().map(|p| p.actor.counters.action_cpu.as_secs_f64()).sum());
         s.extra = self.notes.clone();
-        if protected + skipped > 0 {
-            s.extra.insert(
-                "refault_protected".into(),
-                super::act::protected_note(
-                    protected,
-                    skipped,
-                    sum(&|p| p.actor.counters.refaulted_again_pages),
-                    sum(&|p| p.actor.counters.repageout_bytes),
-                ),
-            );
-        }
         let counters: Vec<&super::act::ActCounters> = live.iter().map(|p| &p.actor.counters).collect();
+        if let Some(note) = super::act::protected_note(protected, &counters) {
+            s.extra.insert("refault_protected".into(), note);
+        }
         if let Some(note) = super::act::pageout_note(&counters) {
             s.extra.insert("pageouts".into(), note);
         }

@@ -580,8 +580,7 @@ impl TaskRunner {
         s.refaults = Some(sum(&|t| t.actor.counters.refaulted_pages));
         s.collapses = Some(sum(&|t| t.actor.counters.collapses_done));
         s.demotions = Some(sum(&|t| t.actor.counters.demotions));
-        let (protected, skipped) =
-            (sum(&|t| t.actor.protected_bytes()), sum(&|t| t.actor.counters.refault_protected_bytes));
+        let protected = sum(&|t| t.actor.protected_bytes());
         let quotas: Vec<(Option<u64>, u64)> = self.targets.values().map(|t| t.actor.quota()).collect();
         s.quota_used_permil = quotas.iter().filter_map(|q| q.0).max();
         s.quota_exceeded = Some(quotas.iter().map(|q| q.1).sum());
@@ -596,19 +595,11 @@ impl TaskRunner {
             acc.unknown += p.unknown;
             acc
         });
-        if protected + skipped > 0 {
-            s.extra.insert(
-                "refault_protected".into(),
-                super::act::protected_note(
-                    protected,
-                    skipped,
-                    sum(&|t| t.actor.counters.refaulted_again_pages),
-                    sum(&|t| t.actor.counters.repageout_bytes),
-                ),
-            );
-        }
         let counters: Vec<&super::act::ActCounters> =
             self.targets.values().map(|t| &t.actor.counters).collect();
+        if let Some(note) = super::act::protected_note(protected, &counters) {
+            s.extra.insert("refault_protected".into(), note);
+        }
         if let Some(note) = super::act::pageout_note(&counters) {
             s.extra.insert("pageouts".into(), note);
         }
