@@ -234,8 +234,25 @@ impl Drop for ThpWatch {
     }
 }
 
-const THP_CHANGED: &str =
-    "skipped: THP `enabled` left `madvise` during the test (another process on this machine)";
+const THP_CHANGED: &str = "THP `enabled` left `madvise` during the test (another process on this machine)";
+const SWAP_GONE: &str = "a swap device that held the test's paged-out pages was switched off during the test \
+     (another process on this machine): its pages came back without a collapse";
+
+/// The two tests run one at a time: each one's daemon adds a zram device of
+/// the same priority, so the pages this file's first test pages out by hand
+/// may go to the other's device, and come back without a collapse when that
+/// test ends and switches it off.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The swap devices listed in /proc/swaps.
+fn swap_devices() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect()
+}
 
 #[test]
 fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
@@ -243,6 +260,7 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
         println!("skipped: {why}");
         return;
     }
+    let _serial = serial();
     let watch = ThpWatch::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = dir.path().join("thp.cfg");
@@ -273,6 +291,7 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
         assert_eq!(r.expect("page out untouched pages"), batch.len() * PAGE_SIZE as usize);
     }
     let swapped_at_start: Vec<usize> = untouched.iter().map(|p| pages.swapped(p)).collect();
+    let devices_at_start = swap_devices();
     for (k, n) in swapped_at_start.iter().enumerate() {
         assert!(
             *n * 10 >= untouched[k].len() * 8,
@@ -285,12 +304,17 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
     // (Its pages can come back without a collapse only when a swap device
     // they went to is switched off: the machine may be shared.)
     let mut last_out = swapped_at_start.clone();
-    // Returns false when the host's THP mode changed meanwhile (results void).
-    let mut never_collapsed = |pages: &mut Pages, when: &str| -> bool {
+    // Returns why the results are void when the host's THP mode changed or a
+    // swap device it paged out to went away meanwhile.
+    let mut never_collapsed = |pages: &mut Pages, when: &str| -> Result<(), &'static str> {
         let huge_cold = pages.anon_huge_in(cold);
         let thp: Vec<bool> = swapped_units.iter().map(|&u| pages.has_thp(u)).collect();
         if watch.changed() {
-            return false;
+            return Err(THP_CHANGED);
+        }
+        let devices = swap_devices();
+        if devices_at_start.iter().any(|d| !devices.contains(d)) {
+            return Err(SWAP_GONE);
         }
         for (k, p) in untouched.iter().enumerate() {
             let out = pages.swapped(p);
@@ -311,7 +335,7 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
         assert_eq!(huge_cold, 0, "{when}: cold memory became huge pages");
         let huge_holey = pages.anon_huge_in(holey);
         assert_eq!(huge_holey, 0, "{when}: half-populated units became huge pages");
-        true
+        Ok(())
     };
 
     // Promotion: the dense (hot, fully resident) units become huge pages,
@@ -323,8 +347,8 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
     let (mut grown, mut eligible_seen) = (0, 0);
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_secs(1));
-        if !never_collapsed(&mut pages, "promotion") {
-            println!("{THP_CHANGED}");
+        if let Err(why) = never_collapsed(&mut pages, "promotion") {
+            println!("skipped: {why}");
             return;
         }
         grown = pages.anon_huge_total().saturating_sub(huge_before);
@@ -373,8 +397,8 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
     let mut left = dense_huge;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_secs(1));
-        if !never_collapsed(&mut pages, "demotion") {
-            println!("{THP_CHANGED}");
+        if let Err(why) = never_collapsed(&mut pages, "demotion") {
+            println!("skipped: {why}");
             return;
         }
         left = pages.anon_huge_in(dense);
@@ -383,7 +407,7 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
         }
     }
     if watch.changed() {
-        println!("{THP_CHANGED}");
+        println!("skipped: {THP_CHANGED}");
         return;
     }
     let show = d.etmem(&["project", "show", "-n", "thp"]);
@@ -406,8 +430,8 @@ fn hot_units_become_huge_pages_and_cold_ones_are_split_back() {
         "no demotion counted: {demotions_line}\n{}",
         show.stdout
     );
-    if !never_collapsed(&mut pages, "the end") {
-        println!("{THP_CHANGED}");
+    if let Err(why) = never_collapsed(&mut pages, "the end") {
+        println!("skipped: {why}");
         return;
     }
 
@@ -426,6 +450,7 @@ fn a_process_with_thp_disabled_is_not_collapsed_and_show_says_why() {
         println!("skipped: {why}");
         return;
     }
+    let _serial = serial();
     let child = Child::spawn(["--size", "64M", "--hot", "50%", "--thp-disable"]).expect("workload");
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.pid())).expect("status");
     assert!(status.contains("THP_enabled:\t0"), "the child did not turn THP off:\n{status}");
