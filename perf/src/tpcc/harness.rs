@@ -118,6 +118,14 @@ pub const SCENARIOS: &[Scenario] = &[
         sample_thp: true,
         allow_thp: true,
     },
+    Scenario {
+        id: "thp-promote-all",
+        title: "THP madvise + promotion of every fully populated unit (the bound for no added memory)",
+        project: Some("thp-promote-all.toml"),
+        thp: None,
+        sample_thp: true,
+        allow_thp: true,
+    },
 ];
 
 /// Look a scenario up by id.
