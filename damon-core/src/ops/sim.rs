@@ -415,7 +415,8 @@ pub fn intersect_sorted(a: &[AddrRange], b: &[AddrRange]) -> Vec<AddrRange> {
     out
 }
 
-fn overlap_bytes(a: &[AddrRange], b: &[AddrRange]) -> u64 {
+/// Bytes two sorted lists of disjoint ranges have in common.
+pub fn overlap_bytes(a: &[AddrRange], b: &[AddrRange]) -> u64 {
     intersect_sorted(a, b).iter().map(AddrRange::len).sum()
 }
 

@@ -7,7 +7,7 @@ use super::procinfo::{HostMemInfo, ProcMemory};
 use crate::runtime::Backends;
 use damon_core::ops::pagemap::PageKinds;
 use damon_core::ops::pidfd::ProcTarget;
-use damon_core::ops::sim::intersect_sorted;
+use damon_core::ops::sim::overlap_bytes;
 use damon_core::{AddrRange, PAGE_SIZE, ProbeError, Snapshot};
 use policies::{ClassTotals, Decision, HostMemory, Outcome, PlanInput, Planner, RuleId, TaskMemory};
 use std::collections::{BTreeMap, HashSet};
@@ -678,7 +678,7 @@ impl RefaultHistory {
     /// Bytes of `ranges` (sorted, disjoint) that came back before.
     pub(crate) fn overlap_bytes(&self, ranges: &[AddrRange]) -> u64 {
         let known: Vec<AddrRange> = self.entries.iter().map(|e| e.range).collect();
-        intersect_sorted(ranges, &known).iter().map(AddrRange::len).sum()
+        overlap_bytes(ranges, &known)
     }
 }
 
