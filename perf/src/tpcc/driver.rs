@@ -148,7 +148,7 @@ impl Shared {
 }
 
 /// Run the mix on a loaded database. `stop` ends the run early (the result
-/// then covers less than the measured window).
+/// then covers the part of the measured window that ran).
 pub fn run(opts: &Opts, cfg: &RunConfig, stop: &AtomicBool) -> Result<RunResult, RunError> {
     let loaded = loaded(opts)?;
     let opts = db_opts(opts);
@@ -201,8 +201,10 @@ pub fn run(opts: &Opts, cfg: &RunConfig, stop: &AtomicBool) -> Result<RunResult,
             m.hist.merge(&s.hist);
         }
     }
-    let measured_s = cfg.measure.as_secs_f64();
-    let minutes = measured_s / 60.0;
+    // A run stopped early measured less than its window.
+    let stopped_at = Instant::now().min(shared.end);
+    let measured_s = stopped_at.saturating_duration_since(shared.measure_start).as_secs_f64();
+    let minutes = (measured_s / 60.0).max(f64::MIN_POSITIVE);
     let ms = |us: u64| us as f64 / 1000.0;
     let types: Vec<TypeResult> = Kind::ALL
         .iter()
@@ -231,7 +233,7 @@ pub fn run(opts: &Opts, cfg: &RunConfig, stop: &AtomicBool) -> Result<RunResult,
         types,
         per_second: shared.per_second.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
         errors,
-        window: (shared.measure_start, shared.end),
+        window: (shared.measure_start, stopped_at.max(shared.measure_start)),
     })
 }
 

@@ -10,6 +10,7 @@ use super::load::{self, LoadConfig, LoadSummary};
 use super::mariadb::{self, Binaries, Server, ServerConfig};
 use super::os;
 use super::sample::{Sample, Sampler, SamplerConfig};
+use super::thp_ab;
 use crate::bench::thp::{THP_ENABLED, ThpGuard, thp_mode};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -42,6 +43,9 @@ pub struct Scenario {
     /// Start mariadbd with the `thp_allow` shim: its own
     /// `prctl(PR_SET_THP_DISABLE)` becomes a no-op, as if it were mysqld.
     pub allow_thp: bool,
+    /// Huge pages A/B inside the run (the project then runs during the
+    /// warm-up only; see [`thp_ab`]).
+    pub ab: Option<thp_ab::Plan>,
 }
 
 /// Every scenario the harness knows, in report order.
@@ -53,6 +57,7 @@ pub const SCENARIOS: &[Scenario] = &[
         thp: None,
         sample_thp: true,
         allow_thp: false,
+        ab: None,
     },
     Scenario {
         id: "cold-zram-watch",
@@ -61,6 +66,7 @@ pub const SCENARIOS: &[Scenario] = &[
         thp: None,
         sample_thp: false,
         allow_thp: false,
+        ab: None,
     },
     Scenario {
         id: "cold-zram-watch-dense",
@@ -69,6 +75,7 @@ pub const SCENARIOS: &[Scenario] = &[
         thp: None,
         sample_thp: false,
         allow_thp: false,
+        ab: None,
     },
     Scenario {
         id: "cold-zram",
@@ -77,6 +84,7 @@ pub const SCENARIOS: &[Scenario] = &[
         thp: None,
         sample_thp: false,
         allow_thp: false,
+        ab: None,
     },
     Scenario {
         id: "cold-zram-aggressive",
@@ -85,6 +93,7 @@ pub const SCENARIOS: &[Scenario] = &[
         thp: None,
         sample_thp: false,
         allow_thp: false,
+        ab: None,
     },
     Scenario {
         id: "cold-swapfile",
@@ -93,6 +102,7 @@ pub const SCENARIOS: &[Scenario] = &[
         thp: None,
         sample_thp: false,
         allow_thp: false,
+        ab: None,
     },
     Scenario {
         id: "cold-page",
@@ -101,6 +111,7 @@ pub const SCENARIOS: &[Scenario] = &[
         thp: None,
         sample_thp: false,
         allow_thp: false,
+        ab: None,
     },
     Scenario {
         id: "thp-always",
@@ -109,6 +120,7 @@ pub const SCENARIOS: &[Scenario] = &[
         thp: Some("always"),
         sample_thp: true,
         allow_thp: true,
+        ab: None,
     },
     Scenario {
         id: "thp-promote",
@@ -117,6 +129,7 @@ pub const SCENARIOS: &[Scenario] = &[
         thp: None,
         sample_thp: true,
         allow_thp: true,
+        ab: None,
     },
     Scenario {
         id: "thp-promote-all",
@@ -125,6 +138,22 @@ pub const SCENARIOS: &[Scenario] = &[
         thp: None,
         sample_thp: true,
         allow_thp: true,
+        ab: None,
+    },
+    Scenario {
+        id: "thp-ab",
+        title: "THP madvise, in one run: all split / our promotion's choice / every fully populated unit collapsed",
+        project: Some("thp-promote.toml"),
+        thp: None,
+        sample_thp: false,
+        allow_thp: true,
+        ab: Some(thp_ab::Plan {
+            promote_for: Duration::from_secs(240),
+            phase: Duration::from_secs(30),
+            settle: Duration::from_secs(5),
+            transition_budget: Duration::from_secs(20),
+            cycles: 6,
+        }),
     },
 ];
 
@@ -489,6 +518,9 @@ pub struct RunRecord {
     pub driver: Option<RunResult>,
     pub samples: Vec<Sample>,
     pub elapsed_s: f64,
+    /// The huge pages A/B of a `thp-ab` run.
+    #[serde(default)]
+    pub ab: Option<thp_ab::AbRun>,
 }
 
 impl RunRecord {
@@ -516,6 +548,7 @@ impl RunRecord {
             driver: None,
             samples: Vec::new(),
             elapsed_s: 0.0,
+            ab: None,
         }
     }
 }
@@ -658,25 +691,63 @@ fn run_in(
     if let Some(d) = &daemon {
         sampler.set_zram(d.devices().into_iter().filter(|x| x.starts_with("/dev/zram")).collect());
     }
+    // An A/B run measures as long as its phases need; etmemd's promotion
+    // runs during the warm-up only, then the controller takes over.
+    let (warmup, measure) = match &sc.ab {
+        Some(plan) => (cfg.warmup.max(plan.promote_for), plan.measured()),
+        None => (cfg.warmup, cfg.measure),
+    };
     log(format!(
         "{} run {run}: {} terminals, {} s warm-up, {} s measured",
         sc.id,
         cfg.terminals,
-        cfg.warmup.as_secs(),
-        cfg.measure.as_secs()
+        warmup.as_secs(),
+        measure.as_secs()
     ));
-    let driven = driver::run(
-        &server.opts(),
-        &RunConfig {
-            terminals: cfg.terminals,
-            warmup: cfg.warmup,
-            measure: cfg.measure,
-            seed: cfg.seed.wrapping_add(run as u64),
-            ..RunConfig::default()
-        },
-        &os::STOP,
-    );
-    let show = daemon.as_ref().map(EtmemDaemon::show).unwrap_or_default();
+    let run_cfg = RunConfig {
+        terminals: cfg.terminals,
+        warmup,
+        measure,
+        seed: cfg.seed.wrapping_add(run as u64),
+        ..RunConfig::default()
+    };
+    let ab_daemon = if sc.ab.is_some() { daemon.take() } else { None };
+    let mut ab_show = String::new();
+    let db_pid = server.pid();
+    // The A/B ends the driver once its last phase is measured (or on SIGINT).
+    let ab_done = std::sync::atomic::AtomicBool::new(false);
+    let (driven, ab) = std::thread::scope(|s| {
+        let controller = sc.ab.map(|plan| {
+            let ab_done = &ab_done;
+            let plan = thp_ab::Plan { promote_for: warmup, ..plan };
+            let start = Instant::now();
+            let show = &mut ab_show;
+            s.spawn(move || {
+                let stop_promotion = move || {
+                    if let Some(mut d) = ab_daemon {
+                        *show = d.show();
+                        d.stop();
+                    }
+                };
+                let ab = thp_ab::control(
+                    db_pid,
+                    &plan,
+                    start,
+                    start + warmup + measure,
+                    &os::STOP,
+                    stop_promotion,
+                    log,
+                );
+                ab_done.store(true, Ordering::SeqCst);
+                ab
+            })
+        });
+        let stop = if sc.ab.is_some() { &ab_done } else { &os::STOP };
+        let driven = driver::run(&server.opts(), &run_cfg, stop);
+        (driven, controller.map(|h| h.join().unwrap_or_default()))
+    });
+    let show =
+        if sc.ab.is_some() { ab_show } else { daemon.as_ref().map(EtmemDaemon::show).unwrap_or_default() };
     let ours = daemon.as_ref().map(EtmemDaemon::devices).unwrap_or_default();
     let foreign_swaps = active_swaps().into_iter().filter(|s| !ours.contains(s)).collect();
     let samples = sampler.finish();
@@ -707,6 +778,15 @@ fn run_in(
                 rec.swap_mib_end,
                 rec.daemon_cpu_pct.map_or("-".into(), |c| format!("{c:.1} %"))
             ));
+            if let Some(mut ab) = ab {
+                let t0 = r.window.0 - warmup;
+                let points: Vec<(Instant, Option<f64>, f64)> = samples
+                    .iter()
+                    .filter_map(|x| x.at.map(|at| (at, x.db_cpu_pct, x.rss_kib as f64 / 1024.0)))
+                    .collect();
+                ab.fill(t0, &r.per_second, &points);
+                rec.ab = Some(ab);
+            }
             rec.driver = Some(r);
         }
         Err(e) => rec.status = RunStatus::Failed(e.to_string()),

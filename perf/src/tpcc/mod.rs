@@ -17,5 +17,6 @@ pub mod random;
 pub mod report;
 pub mod sample;
 pub mod schema;
+pub mod thp_ab;
 pub mod thp_allow;
 pub mod txn;

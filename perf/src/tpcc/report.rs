@@ -6,6 +6,7 @@
 
 use super::harness::{BenchConfig, Image, RunRecord, RunStatus, SCENARIOS, median};
 use super::mariadb;
+use super::thp_ab::{AbRun, State};
 use std::fmt::Write as _;
 
 /// What the report says about the host.
@@ -247,7 +248,9 @@ pub fn goals(records: &[RunRecord]) -> Vec<String> {
     let base = standing(records, "baseline");
     let mut out = Vec::new();
     let Standing::Measured(b) = &base else {
-        return vec!["no baseline measured: no verdict".into()];
+        let mut out = vec!["no baseline measured: no verdict on goals 1-3 across runs".to_string()];
+        out.extend(ab_goal(records));
+        return out;
     };
     // 1. Cold pages: >= 50 % RSS saved for <= 10 % tpmTotal loss.
     for id in ["cold-zram", "cold-zram-aggressive", "cold-swapfile"] {
@@ -342,7 +345,161 @@ pub fn goals(records: &[RunRecord]) -> Vec<String> {
         }
         (Standing::Measured(_), other) | (other, _) => format!("THP promotion: {}", status_text(&other)),
     });
+    out.extend(ab_goal(records));
     out
+}
+
+/// The goal-3 verdict of the in-run A/B: `all` (every fully populated unit
+/// huge) stands for always's gain without its added memory.
+fn ab_goal(records: &[RunRecord]) -> Option<String> {
+    let (ours, ours_cpu) = ab_changes(records, State::Ours);
+    let (all, all_cpu) = ab_changes(records, State::All);
+    if ours.is_empty() || all.is_empty() {
+        return None;
+    }
+    let (go, ga) = (median(ours.clone()), median(all.clone()));
+    let rss = |s: State| {
+        median(
+            ab_runs(records)
+                .iter()
+                .flat_map(|(_, a)| a.phases.iter().filter(move |p| p.state == s).filter_map(|p| p.rss_mib))
+                .collect(),
+        )
+    };
+    let mem = pct_change(rss(State::Ours), rss(State::Small));
+    let kept = go / ga * 100.0;
+    let ok = ga > 0.0 && kept >= 70.0 && mem <= 2.0;
+    let each = |v: &[f64]| v.iter().map(|c| format!("{c:+.1}")).collect::<Vec<_>>().join(" / ");
+    let cpu = if ours_cpu.is_empty() || all_cpu.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; mariadbd CPU per transaction: all {:+.1} %, ours {:+.1} %",
+            median(all_cpu),
+            median(ours_cpu)
+        )
+    };
+    Some(format!(
+        "THP promotion keeps >= 70 % of the gain of huge pages everywhere for <= 2 % more memory, inside one run (`thp-ab`, {} cycles): **{}** — every fully populated unit huge (standing for `always` without its added memory) {ga:+.2} % over all split (per cycle {} %), ours {go:+.2} % (per cycle {} %){}, VmRSS {mem:+.2} % over all split{cpu}",
+        all.len(),
+        if ok { "met" } else { "not met" },
+        each(&all),
+        each(&ours),
+        match (ga > 0.0, go > 0.0) {
+            (true, true) => format!(", {kept:.0} % of it"),
+            (true, false) => ", none of it".to_string(),
+            (false, _) => String::new(),
+        },
+    ))
+}
+
+/// The A/B runs' records that have phases.
+fn ab_runs(records: &[RunRecord]) -> Vec<(u32, &AbRun)> {
+    records
+        .iter()
+        .filter(|r| r.status == RunStatus::Done)
+        .filter_map(|r| r.ab.as_ref().filter(|a| !a.phases.is_empty()).map(|a| (r.run, a)))
+        .collect()
+}
+
+/// Per state, over every complete cycle of every A/B run: the tpm and CPU
+/// per transaction changes over the cycle's `small` phase.
+fn ab_changes(records: &[RunRecord], state: State) -> (Vec<f64>, Vec<f64>) {
+    let all: Vec<(f64, Option<f64>)> = ab_runs(records).iter().flat_map(|(_, a)| a.changes(state)).collect();
+    (all.iter().map(|c| c.0).collect(), all.iter().filter_map(|c| c.1).collect())
+}
+
+/// Section 3b: huge pages A/B inside one run.
+fn ab_section(o: &mut String, records: &[RunRecord]) {
+    let runs = ab_runs(records);
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "### Huge pages inside one run (`thp-ab`)\n");
+    let _ = writeln!(
+        o,
+        "Runs of different scenarios drift apart by more than huge pages change, so `thp-ab` compares three states inside one mariadbd: \
+         **small** (every huge page split), **ours** (huge pages where etmemd's promotion, `thp-promote.toml`, had put them by the end of the warm-up; etmemd is then stopped and its choice frozen) \
+         and **all** (every fully populated 2 MiB unit collapsed: the bound of promotion that adds no memory). \
+         The harness splits (a partial `MADV_COLD`) and collapses (`MADV_COLLAPSE`, fully populated units only) through a pidfd. \
+         Each cycle runs the three in a rotated order; a phase's transition and 5 s after it are not measured. \
+         Changes are over the `small` phase of the same cycle, medians over every complete cycle of every run.\n"
+    );
+    if let Some(plan) = SCENARIOS.iter().find_map(|sc| sc.ab) {
+        let _ = writeln!(
+            o,
+            "The scenario's plan: a warm-up of at least {} s under etmemd's promotion, then {} cycles of three {} s phases, each after its transition and {} s of settling.\n",
+            plan.promote_for.as_secs(),
+            plan.cycles,
+            plan.phase.as_secs(),
+            plan.settle.as_secs()
+        );
+    }
+    let _ = writeln!(
+        o,
+        "| state | tpmTotal change | per cycle | mariadbd CPU ms per transaction change | huge MiB | VmRSS MiB | transition s (CPU s) |"
+    );
+    let _ = writeln!(o, "|---|---:|---|---:|---:|---:|---:|");
+    for state in State::ALL {
+        let (tpm, cpu) = ab_changes(records, state);
+        let phases: Vec<&super::thp_ab::Phase> =
+            runs.iter().flat_map(|(_, a)| a.phases.iter().filter(move |p| p.state == state)).collect();
+        let med =
+            |f: fn(&super::thp_ab::Phase) -> Option<f64>| opt_median(phases.iter().map(|p| f(p)).collect());
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} ({}) |",
+            state.name(),
+            if state == State::Small || tpm.is_empty() { "–".into() } else { signed(median(tpm.clone())) },
+            if state == State::Small || tpm.is_empty() {
+                "–".into()
+            } else {
+                tpm.iter().map(|c| format!("{c:+.1}")).collect::<Vec<_>>().join(" / ") + " %"
+            },
+            if state == State::Small || cpu.is_empty() { "–".into() } else { signed(median(cpu)) },
+            opt(med(|p| Some(p.huge_mib)), 0),
+            opt(med(|p| p.rss_mib), 0),
+            opt(med(|p| Some(p.transition_s)), 1),
+            opt(med(|p| Some(p.transition_cpu_s)), 1),
+        );
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "| run | cycle | state | tpmTotal | mariadbd CPU ms per transaction | huge MiB | VmRSS MiB | collapsed | failed | split | transition s | CPU s |"
+    );
+    let _ = writeln!(o, "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (run, a) in &runs {
+        for p in &a.phases {
+            let _ = writeln!(
+                o,
+                "| {run} | {} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {:.1} | {:.1} |",
+                p.cycle + 1,
+                p.state.name(),
+                p.tpm,
+                opt(p.db_ms_per_txn, 3),
+                p.huge_mib,
+                opt(p.rss_mib, 0),
+                p.collapsed,
+                p.collapse_failed,
+                p.split,
+                p.transition_s,
+                p.transition_cpu_s
+            );
+        }
+    }
+    let _ = writeln!(o);
+    for (run, a) in &runs {
+        let _ = writeln!(
+            o,
+            "- run {run}: etmemd's promotion had made {:.0} MiB huge when it was stopped",
+            a.ours_mib
+        );
+        if let Some(e) = &a.error {
+            let _ = writeln!(o, "- run {run} stopped early: {e}");
+        }
+    }
+    let _ = writeln!(o);
 }
 
 /// Render the whole results file.
@@ -593,10 +750,12 @@ pub fn render(input: &ReportInput<'_>) -> String {
     }
     let _ = writeln!(o);
 
+    ab_section(&mut o, records);
+
     let _ = writeln!(o, "## Latency (ms, medians over the runs)\n");
     let _ = writeln!(o, "| scenario | transaction | p50 | p90 | p95 | p99 | max | retries | failed |");
     let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
-    for sc in SCENARIOS {
+    for sc in SCENARIOS.iter().filter(|sc| sc.ab.is_none()) {
         let done: Vec<&RunRecord> = records
             .iter()
             .filter(|r| r.scenario == sc.id && r.status == RunStatus::Done && r.driver.is_some())
@@ -768,6 +927,7 @@ mod tests {
             driver: None,
             samples: Vec::new(),
             elapsed_s: 0.0,
+            ab: None,
         }
     }
 
@@ -802,6 +962,47 @@ mod tests {
         recs.retain(|r| r.status == RunStatus::Done);
         let g = goals(&recs);
         assert!(g[3].contains("**met**") && g[3].contains("15.0x"), "{}", g[3]);
+    }
+
+    #[test]
+    fn the_ab_goal_pairs_each_state_with_small_in_its_cycle() {
+        use crate::tpcc::thp_ab::Phase;
+        let p = |cycle, state, tpm, rss| Phase {
+            cycle,
+            state,
+            tpm,
+            rss_mib: Some(rss),
+            db_ms_per_txn: Some(3000.0 / tpm),
+            ..Phase::default()
+        };
+        let mut r = blank("thp-ab", 1);
+        r.ab = Some(AbRun {
+            ours_mib: 100.0,
+            phases: vec![
+                p(0, State::Small, 1000.0, 2000.0),
+                p(0, State::Ours, 1080.0, 2000.0),
+                p(0, State::All, 1100.0, 2010.0),
+                p(1, State::Ours, 1300.0, 2000.0),
+                p(1, State::All, 1330.0, 2000.0),
+                p(1, State::Small, 1200.0, 2000.0),
+                // An unfinished cycle: left out.
+                p(2, State::All, 5000.0, 2000.0),
+            ],
+            error: None,
+        });
+        let g = goals(&[r.clone()]);
+        assert_eq!(g.len(), 2, "{g:?}");
+        // ours: +8 and +8.33 %, all: +10 and +10.83 %: 78 % kept, no memory added.
+        assert!(g[1].contains("(`thp-ab`, 2 cycles): **met**"), "{}", g[1]);
+        assert!(g[1].contains("+10.42 % over all split (per cycle +10.0 / +10.8 %)"), "{}", g[1]);
+        assert!(g[1].contains("ours +8.17 % (per cycle +8.0 / +8.3 %), 78 % of it"), "{}", g[1]);
+        // Ours adding memory fails the goal.
+        for ph in &mut r.ab.as_mut().expect("ab").phases {
+            if ph.state == State::Ours {
+                ph.rss_mib = Some(2100.0);
+            }
+        }
+        assert!(goals(&[r])[1].contains("**not met**"));
     }
 
     #[test]
