@@ -748,8 +748,8 @@ fn run_in(
         let driven = driver::run(&server.opts(), &run_cfg, stop);
         (driven, controller.map(|h| h.join().unwrap_or_default()))
     });
-    let show =
-        if sc.ab.is_some() { ab_show } else { daemon.as_ref().map(EtmemDaemon::show).unwrap_or_default() };
+    // An A/B run's daemon was taken and stopped by its controller.
+    let show = daemon.as_ref().map(EtmemDaemon::show).unwrap_or(ab_show);
     let ours = daemon.as_ref().map(EtmemDaemon::devices).unwrap_or_default();
     let foreign_swaps = active_swaps().into_iter().filter(|s| !ours.contains(s)).collect();
     let samples = sampler.finish();

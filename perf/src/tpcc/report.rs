@@ -233,14 +233,18 @@ pub fn paired_changes(records: &[RunRecord], id: &str) -> Vec<f64> {
         .collect()
 }
 
+/// Signed changes with one decimal, `+1.0 / -2.5`.
+fn per_run(v: &[f64]) -> String {
+    v.iter().map(|c| format!("{c:+.1}")).collect::<Vec<_>>().join(" / ")
+}
+
 /// `; paired with the baseline run by run: -3.1 / -8.0 / +1.2 %, median -3.1 %`, or nothing.
 fn paired_text(records: &[RunRecord], id: &str) -> String {
     let v = paired_changes(records, id);
     if v.is_empty() {
         return String::new();
     }
-    let each: Vec<String> = v.iter().map(|c| format!("{c:+.1}")).collect();
-    format!("; paired with the baseline run by run: {} %, median {:+.1} %", each.join(" / "), median(v))
+    format!("; paired with the baseline run by run: {} %, median {:+.1} %", per_run(&v), median(v))
 }
 
 /// The verdicts on the issue's goals, one line each.
@@ -369,7 +373,6 @@ fn ab_goal(records: &[RunRecord]) -> Option<String> {
     let mem = pct_change(rss(State::Ours), rss(State::Small));
     let kept = go / ga * 100.0;
     let ok = ga > 0.0 && kept >= 70.0 && mem <= 2.0;
-    let each = |v: &[f64]| v.iter().map(|c| format!("{c:+.1}")).collect::<Vec<_>>().join(" / ");
     let cpu = if ours_cpu.is_empty() || all_cpu.is_empty() {
         String::new()
     } else {
@@ -383,8 +386,8 @@ fn ab_goal(records: &[RunRecord]) -> Option<String> {
         "THP promotion keeps >= 70 % of the gain of huge pages everywhere for <= 2 % more memory, inside one run (`thp-ab`, {} cycles): **{}** — every fully populated unit huge (standing for `always` without its added memory) {ga:+.2} % over all split (per cycle {} %), ours {go:+.2} % (per cycle {} %){}, VmRSS {mem:+.2} % over all split{cpu}",
         all.len(),
         if ok { "met" } else { "not met" },
-        each(&all),
-        each(&ours),
+        per_run(&all),
+        per_run(&ours),
         match (ga > 0.0, go > 0.0) {
             (true, true) => format!(", {kept:.0} % of it"),
             (true, false) => ", none of it".to_string(),
@@ -422,7 +425,7 @@ fn ab_section(o: &mut String, records: &[RunRecord]) {
          **small** (every huge page split), **ours** (huge pages where etmemd's promotion, `thp-promote.toml`, had put them by the end of the warm-up; etmemd is then stopped and its choice frozen) \
          and **all** (every fully populated 2 MiB unit collapsed: the bound of promotion that adds no memory). \
          The harness splits (a partial `MADV_COLD`) and collapses (`MADV_COLLAPSE`, fully populated units only) through a pidfd. \
-         Each cycle runs the three in a rotated order; a phase's transition and 5 s after it are not measured. \
+         Each cycle runs the three in a rotated order; a phase's transition and the settling after it are not measured. \
          Changes are over the `small` phase of the same cycle, medians over every complete cycle of every run.\n"
     );
     if let Some(plan) = SCENARIOS.iter().find_map(|sc| sc.ab) {
@@ -451,11 +454,7 @@ fn ab_section(o: &mut String, records: &[RunRecord]) {
             "| {} | {} | {} | {} | {} | {} | {} ({}) |",
             state.name(),
             if state == State::Small || tpm.is_empty() { "–".into() } else { signed(median(tpm.clone())) },
-            if state == State::Small || tpm.is_empty() {
-                "–".into()
-            } else {
-                tpm.iter().map(|c| format!("{c:+.1}")).collect::<Vec<_>>().join(" / ") + " %"
-            },
+            if state == State::Small || tpm.is_empty() { "–".into() } else { per_run(&tpm) + " %" },
             if state == State::Small || cpu.is_empty() { "–".into() } else { signed(median(cpu)) },
             opt(med(|p| Some(p.huge_mib)), 0),
             opt(med(|p| p.rss_mib), 0),
@@ -619,14 +618,13 @@ pub fn render(input: &ReportInput<'_>) -> String {
     for id in ["cold-zram-watch-dense", "cold-zram-watch", "cold-zram"] {
         match standing(records, id) {
             Standing::Measured(s) => {
-                let paired: Vec<String> =
-                    paired_changes(records, id).iter().map(|c| format!("{c:+.1}")).collect();
+                let paired = paired_changes(records, id);
                 let count = |w: &str| opt(show_count_median(records, id, w), 0);
                 let _ = writeln!(
                     o,
                     "| {id} | {} | {} % | {} | {} | {} | {} | {} |",
                     change(s.tpm_total, |b| b.tpm_total),
-                    paired.join(" / "),
+                    per_run(&paired),
                     opt(s.daemon_cpu_pct, 2),
                     count("checked"),
                     count("sampled"),
@@ -713,8 +711,7 @@ pub fn render(input: &ReportInput<'_>) -> String {
     ] {
         match standing(records, id) {
             Standing::Measured(s) => {
-                let paired: Vec<String> =
-                    paired_changes(records, id).iter().map(|c| format!("{c:+.1}")).collect();
+                let paired = paired_changes(records, id);
                 let ms_change = b
                     .as_ref()
                     .and_then(|b| b.db_ms_per_txn)
@@ -728,7 +725,7 @@ pub fn render(input: &ReportInput<'_>) -> String {
                     if id == "baseline" || paired.is_empty() {
                         "–".to_string()
                     } else {
-                        paired.join(" / ") + " %"
+                        per_run(&paired) + " %"
                     },
                     opt(s.db_ms_per_txn, 3),
                     ms_change.unwrap_or_else(|| "–".into()),

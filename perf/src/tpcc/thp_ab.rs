@@ -15,20 +15,21 @@
 //! takes each position equally often); a phase's transition and a settle
 //! time are left out of its measurement. The gain of a state is its tpm over
 //! the `small` phase of the same cycle. The harness does the splits and
-//! collapses itself, through a pidfd, so the states are exact.
+//! collapses itself, with the actor and the collapse screen etmemd uses, so
+//! the states are exact.
 
 use damon_core::AddrRange;
 use damon_core::ops::maps::{Vma, VmaFilter};
-use damon_core::ops::pagemap::{self, PagemapEntry};
 use damon_core::ops::pidfd::ProcTarget;
-use damon_core::ops::sys::{MADV_COLLAPSE, PAGE_IS_HUGE, PageRegion};
-use std::collections::BTreeSet;
+use damon_core::ops::sys::{PAGE_IS_HUGE, PageRegion};
+use etmemd::engine::act::ThpState;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use swap_backends::madvise::{self, HPAGE_SIZE as UNIT, MemAction, MemoryActor, ProcessMadvise, TargetRef};
 
-/// A PMD-sized unit.
-const UNIT: u64 = 2 << 20;
-const PAGES_PER_UNIT: usize = (UNIT / 4096) as usize;
+/// Units collapsed per call of the actor, between looks at the stop flag.
+const COLLAPSE_BATCH: usize = 64;
 
 /// A huge-page state of mariadbd.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -163,17 +164,13 @@ impl AbRun {
     }
 }
 
-/// The 2 MiB units inside mariadbd's anonymous mappings.
-fn units_of(vmas: &[Vma]) -> Vec<u64> {
-    let mut out = Vec::new();
-    for v in vmas {
-        let mut u = v.range.start.0.next_multiple_of(UNIT);
-        while u + UNIT <= v.range.end.0 {
-            out.push(u);
-            u += UNIT;
-        }
-    }
-    out
+/// The starts of the whole 2 MiB units inside `ranges`, sorted.
+fn unit_starts(ranges: &[AddrRange]) -> Vec<u64> {
+    madvise::prepare(ranges, MemAction::Collapse).iovs.into_iter().map(|(s, _)| s).collect()
+}
+
+fn unit_ranges(starts: impl IntoIterator<Item = u64>) -> Vec<AddrRange> {
+    starts.into_iter().map(|u| AddrRange::new(u, u + UNIT)).collect()
 }
 
 fn anon_vmas(proc: &ProcTarget) -> Result<Vec<Vma>, String> {
@@ -184,33 +181,18 @@ fn anon_vmas(proc: &ProcTarget) -> Result<Vec<Vma>, String> {
 /// The PMD-mapped units of `vmas`, sorted.
 fn huge_units(proc: &ProcTarget, vmas: &[Vma]) -> Result<Vec<u64>, String> {
     let mut regions: Vec<PageRegion> = Vec::new();
-    let mut out = Vec::new();
+    let mut huge = Vec::new();
     proc.with_pagemap("find huge pages", |pm| {
         for v in vmas {
             if !pm.scan(v.range, PAGE_IS_HUGE, PAGE_IS_HUGE, &mut regions)? {
                 return Err(std::io::Error::other("PAGEMAP_SCAN (Linux 6.7+) is needed to find huge pages"));
             }
-            for r in &regions {
-                let mut u = r.start.next_multiple_of(UNIT);
-                while u + UNIT <= r.end {
-                    out.push(u);
-                    u += UNIT;
-                }
-            }
+            huge.extend(regions.iter().map(|r| AddrRange::new(r.start, r.end)));
         }
         Ok(())
     })
     .map_err(|e| e.to_string())?;
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
-}
-
-/// Whether every page of a unit is present, in RAM and not the zero page:
-/// collapsing it adds no memory.
-pub fn fully_populated(entries: &[PagemapEntry], zero_pfn: Option<u64>) -> bool {
-    entries.len() == PAGES_PER_UNIT
-        && entries.iter().all(|e| e.present() && !e.swapped() && (zero_pfn.is_none() || e.pfn() != zero_pfn))
+    Ok(unit_starts(&huge))
 }
 
 /// What a transition did.
@@ -223,6 +205,9 @@ struct Applied {
 }
 
 /// Bring mariadbd to `state` (`ours`: the frozen set of unit starts).
+/// Splits and collapses go through the actor etmemd uses; only fully
+/// populated units are collapsed (etmemd's screen with `thp_max_ptes_none`
+/// 0), so no state adds memory.
 fn apply(
     proc: &ProcTarget,
     state: State,
@@ -236,33 +221,24 @@ fn apply(
         State::Ours => ours.contains(&u),
         State::All => true,
     };
+    let pidfd = proc.pidfd().ok_or("the target has no pidfd")?;
+    let target = TargetRef::process(proc.pid(), pidfd);
+    // The screen already left out units holding swapped pages.
+    let mut actor = ProcessMadvise { collapse_swapped_units: true };
     let mut done = Applied::default();
-    for &u in huge.iter().filter(|&&u| !wanted(u)) {
-        // A partial MADV_COLD splits a PMD-mapped huge page (and only
-        // deactivates the one 4 KiB page: nothing is reclaimed without swap).
-        if proc.process_madvise(&[(u, 4096)], libc::MADV_COLD).is_ok() {
-            done.split += 1;
-        }
-    }
-    let zero_pfn = pagemap::zero_pfn();
-    let mut entries = Vec::new();
-    for u in units_of(&vmas).into_iter().filter(|u| wanted(*u) && !huge.contains(u)) {
+    let split = unit_ranges(huge.iter().copied().filter(|&u| !wanted(u)));
+    done.split = actor.apply(target, &split, MemAction::Split).unit_counts().done;
+    let vma_ranges: Vec<AddrRange> = vmas.iter().map(|v| v.range).collect();
+    let candidates =
+        unit_ranges(unit_starts(&vma_ranges).into_iter().filter(|u| wanted(*u) && !huge.contains(u)));
+    let full = ThpState::default().screen_units(proc, &candidates, &HashSet::new(), 0, 0).keep;
+    for batch in full.chunks(COLLAPSE_BATCH) {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let full = proc
-            .with_pagemap("check a unit before collapsing", |pm| {
-                pm.read_range(AddrRange::new(u, u + UNIT), &mut entries)?;
-                Ok(fully_populated(&entries, zero_pfn))
-            })
-            .map_err(|e| e.to_string())?;
-        if !full {
-            continue;
-        }
-        match proc.process_madvise(&[(u, UNIT)], MADV_COLLAPSE) {
-            Ok(n) if n as u64 == UNIT => done.collapsed += 1,
-            _ => done.collapse_failed += 1,
-        }
+        let c = actor.apply(target, batch, MemAction::Collapse).unit_counts();
+        done.collapsed += c.done;
+        done.collapse_failed += c.refused + c.failed + c.not_tried;
     }
     done.huge_units = huge_units(proc, &vmas)?.len() as u64;
     Ok(done)
@@ -419,17 +395,5 @@ mod tests {
         assert!((ours[0].0 - 10.0).abs() < 1e-9 && (all[0].0 - 20.0).abs() < 1e-9, "{ours:?} {all:?}");
         assert_eq!(ours[0].1, None, "no CPU samples in the ours phase");
         assert_eq!(run.changes(State::Small), vec![(0.0, Some(0.0))]);
-    }
-
-    #[test]
-    fn a_unit_is_full_only_with_every_page_present_and_none_zero() {
-        let present = |pfn: u64| PagemapEntry(pagemap::PM_PRESENT | pfn);
-        let mut e = vec![present(7); PAGES_PER_UNIT];
-        assert!(fully_populated(&e, Some(3)));
-        e[5] = present(3);
-        assert!(!fully_populated(&e, Some(3)));
-        e[5] = PagemapEntry(0);
-        assert!(!fully_populated(&e, None));
-        assert!(!fully_populated(&e[..10], None));
     }
 }
