@@ -671,6 +671,10 @@ pub struct Policy {
     /// (khugepaged's `max_ptes_none`): `MADV_COLLAPSE` would fill them with
     /// new zeroed pages.
     pub thp_max_ptes_none: u32,
+    /// The coolest class whose units `promote_thp` collapses: `Hot` (seen
+    /// accessed at least `hot_min_accesses`) or `Warm` (everything not cold).
+    #[serde(default)]
+    pub thp_min_class: ThpMinClass,
     /// What to do with cold memory (`None` = only classify).
     pub cold_action: Option<Action>,
     /// Collapse THP-eligible ranges into huge pages.
@@ -705,6 +709,7 @@ impl Default for Policy {
             thp_min_age: DEFAULT_THP_MIN_AGE,
             thp_min_size_bytes: DEFAULT_THP_MIN_SIZE_BYTES,
             thp_max_ptes_none: DEFAULT_THP_MAX_PTES_NONE,
+            thp_min_class: ThpMinClass::Hot,
             cold_action: DEFAULT_COLD_ACTION,
             promote_thp: false,
             demote_thp: false,
@@ -742,6 +747,28 @@ impl Policy {
     /// reclaims by pressure); only classification.
     pub fn etmem_passive() -> Policy {
         Policy { cold_action: None, ..Policy::default() }
+    }
+}
+
+/// Which memory `promote_thp` makes huge: the coolest class it collapses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ThpMinClass {
+    /// Hot memory only: accessed at least `hot_min_accesses` for `hot_min_age`.
+    #[default]
+    Hot,
+    /// Hot and warm memory: everything not cold. A unit of memory a sampler
+    /// sees too seldom to call hot (a buffer pool's 4 KiB pages are each
+    /// touched about once a minute) is still in use at 2 MiB granularity.
+    Warm,
+}
+
+impl ThpMinClass {
+    /// The name in a config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ThpMinClass::Hot => "hot",
+            ThpMinClass::Warm => "warm",
+        }
     }
 }
 

@@ -353,6 +353,10 @@ fn policy(t: &Tbl<'_, '_>, d: &mut Diag) -> Policy {
         thp_max_ptes_none: t
             .uint(d, "thp_max_ptes_none", 0, MAX_THP_MAX_PTES_NONE.into())
             .unwrap_or(DEFAULT_THP_MAX_PTES_NONE),
+        thp_min_class: match t.choice(d, "thp_min_class", &["hot", "warm"]) {
+            Some("warm") => ThpMinClass::Warm,
+            _ => ThpMinClass::Hot,
+        },
         cold_action,
         promote_thp: t.bool(d, "promote_thp").unwrap_or(false),
         demote_thp: t.bool(d, "demote_thp").unwrap_or(false),

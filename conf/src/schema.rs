@@ -557,7 +557,7 @@ const POLICY_KEYS: &[KeySpec] = &[
         "duration",
         Computed(d_thp_age),
         &[],
-        "Hot ranges become THP candidates after this long ...",
+        "Hot ranges (`thp_min_class`) become THP candidates after this long ...",
     ),
     key(
         "thp_min_size",
@@ -576,6 +576,16 @@ const POLICY_KEYS: &[KeySpec] = &[
          process never asked for. `0`: only fully populated units, promotion adds no memory; \
          `511`: any unit, as khugepaged by default. Region and page engines; with kernel-damon, \
          khugepaged's own setting applies.",
+    ),
+    key(
+        "thp_min_class",
+        "`hot` / `warm`",
+        Text("hot"),
+        &[],
+        "Which memory `promote_thp` collapses: `hot` (accessed at least `hot_min_accesses`), or \
+         `warm` (everything not cold: with demotion, a unit stays huge until its region goes \
+         cold). A database's buffer pool is warm at 2 MiB granularity even when a sampler sees \
+         each 4 KiB page seldom.",
     ),
     key(
         "cold_action",

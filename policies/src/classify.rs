@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use conf::{AccessBound, AgeBound, Policy};
+use conf::{AccessBound, AgeBound, Policy, ThpMinClass};
 use damon_core::{AddrRange, RegionSnapshot, Snapshot};
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +18,9 @@ pub enum Class {
     Warm,
     /// Accessed at least the hot watermark, for at least the hot age.
     Hot,
-    /// Whole 2 MiB units of hot memory old and large enough for a huge page.
-    /// Only decisions carry this class; a region is at most [`Class::Hot`].
+    /// Whole 2 MiB units of hot memory (of warm too, with `thp_min_class =
+    /// "warm"`) old and large enough for a huge page. Only decisions carry
+    /// this class; a region is at most [`Class::Hot`].
     ThpEligible,
 }
 
@@ -35,7 +36,7 @@ pub struct Thresholds {
     pub cold_max_accesses: u32,
     /// ... and `age * aggr_interval >= cold_min_age_us`.
     pub cold_min_age_us: u64,
-    /// Hot regions at least this old may get huge pages.
+    /// Hot (or warm, per `thp_min_class`) regions at least this old may get huge pages.
     pub thp_min_age_us: u64,
     /// A THP-eligible run must cover at least this many bytes of whole units.
     pub thp_min_size_bytes: u64,
@@ -130,7 +131,8 @@ pub(crate) fn region_age_us(region: &RegionSnapshot, aggr_interval_us: u64) -> u
 }
 
 /// Bytes per class in one snapshot. `hot + warm + cold` is the snapshot's
-/// total; THP-eligible bytes are a part of the hot bytes.
+/// total; THP-eligible bytes are a part of the hot bytes (of hot + warm with
+/// `thp_min_class = "warm"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ClassTotals {
     pub hot_bytes: u64,
@@ -150,7 +152,8 @@ impl ClassTotals {
 pub struct Classification {
     /// One class per region, parallel to `Snapshot::regions` (never `ThpEligible`).
     pub classes: Vec<Class>,
-    /// Whole 2 MiB units of hot memory at least `thp_min_age` old, in runs of
+    /// Whole 2 MiB units of hot memory (hot or warm, per `thp_min_class`) at
+    /// least `thp_min_age` old, in runs of
     /// at least `thp_min_size_bytes`, sorted and disjoint. Adjacent hot regions
     /// are joined first, so a unit split between two regions still counts.
     pub thp_eligible: Vec<AddrRange>,
@@ -163,9 +166,12 @@ pub fn classify(policy: &Policy, snapshot: &Snapshot) -> Classification {
     let aggr = snapshot.aggr_interval_us;
     let classes: Vec<Class> = snapshot.regions.iter().map(|r| thr.class_of(r, aggr)).collect();
     let min_size = thr.thp_min_size_bytes.max(HPAGE_SIZE);
-    let thp_eligible = aligned_runs(&snapshot.regions, min_size, |i, r| {
-        classes[i] == Class::Hot && thr.thp_age_reached(r, aggr)
-    });
+    let promoted = |class: Class| match policy.thp_min_class {
+        ThpMinClass::Hot => class == Class::Hot,
+        ThpMinClass::Warm => class != Class::Cold,
+    };
+    let thp_eligible =
+        aligned_runs(&snapshot.regions, min_size, |i, r| promoted(classes[i]) && thr.thp_age_reached(r, aggr));
 
     let mut totals = ClassTotals::default();
     for (r, class) in snapshot.regions.iter().zip(&classes) {
@@ -335,6 +341,26 @@ mod tests {
         );
         assert_eq!(c.thp_eligible, [AddrRange::new(2 * MIB, 6 * MIB), AddrRange::new(10 * MIB, 14 * MIB)]);
         assert_eq!(c.totals.thp_eligible_bytes, 8 * MIB);
+    }
+
+    #[test]
+    fn thp_min_class_warm_makes_everything_not_cold_eligible() {
+        // Hot 0..4, warm (few accesses) 4..8, warm (idle, too young to be
+        // cold) 8..12, cold 12..16, hot 16..20.
+        let regions = [(0, 4, 20, 100), (4, 8, 5, 100), (8, 12, 0, 19), (12, 16, 0, 20), (16, 20, 20, 100)];
+        let mut p = policy();
+        p.thp_min_age = Duration::ZERO;
+        let hot = classify(&p, &snap(&regions));
+        assert_eq!(hot.thp_eligible, [AddrRange::new(0, 4 * MIB), AddrRange::new(16 * MIB, 20 * MIB)]);
+        p.thp_min_class = ThpMinClass::Warm;
+        let warm = classify(&p, &snap(&regions));
+        assert_eq!(warm.classes, hot.classes, "the classes themselves do not change");
+        assert_eq!(warm.thp_eligible, [AddrRange::new(0, 12 * MIB), AddrRange::new(16 * MIB, 20 * MIB)]);
+        assert_eq!(warm.totals.thp_eligible_bytes, 16 * MIB);
+        // thp_min_age still applies to warm regions (5 s = 50 aggregations).
+        p.thp_min_age = Duration::from_secs(5);
+        let young = classify(&p, &snap(&[(0, 4, 20, 100), (4, 8, 5, 49)]));
+        assert_eq!(young.thp_eligible, [AddrRange::new(0, 4 * MIB)]);
     }
 
     #[test]

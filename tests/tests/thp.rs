@@ -478,3 +478,76 @@ fn a_process_with_thp_disabled_is_not_collapsed_and_show_says_why() {
     );
     show.says("turned transparent huge pages off").says("0 done, 0 refused, 0 failed");
 }
+
+/// `thp_min_class = "warm"` collapses memory that is in use but too seldom
+/// sampled to be hot (here: never touched, but not yet `cold_min_age` old,
+/// which is warm as well): under the default `hot` the same memory stays in
+/// base pages while the hot units around it become huge. Each class gets a
+/// workload of its own: pages the first project's probe paged out would be
+/// swapped pages, not probe pages, to the second.
+#[test]
+fn warm_units_become_huge_pages_only_with_thp_min_class_warm() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    let _serial = serial();
+    let watch = ThpWatch::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("warm.cfg");
+    std::fs::write(&cfg, "dense, 16M\nidle, 32M\n\nrun\nforever\ndense, 1, 64, 1, ro\n").expect("workload config");
+    let d = TestDaemon::start(DaemonConfig::default());
+    // `idle` is never cold within the test (cold_min_age 1 h): warm all along.
+    // Returns the huge bytes of `dense` and `idle` and their sizes.
+    let run = |class: &str, until: &dyn Fn(u64, u64, u64, u64) -> bool| -> ([u64; 4], String) {
+        let mut child = Child::spawn([cfg.as_os_str(), "--batch".as_ref(), "4096".as_ref()]).expect("workload");
+        let (dense, idle) =
+            (child.region("dense").expect("dense").range(), child.region("idle").expect("idle").range());
+        let pages = Pages {
+            proc: ProcTarget::open(child.pid()).expect("open child"),
+            kpf: KpageflagsFile::open(Path::new(KPAGEFLAGS_PATH)).expect("kpageflags"),
+        };
+        let name = format!("thp-{class}");
+        let text = project(child.pid())
+            .replace("name = \"thp\"", &format!("name = \"{name}\""))
+            .replace("cold_min_age = \"3s\"", "cold_min_age = \"1h\"")
+            .replace("promote_thp = true", &format!("promote_thp = true\nthp_min_class = \"{class}\""));
+        let file = d.config(&format!("{name}.toml"), &text);
+        d.etmem(&["obj", "add", "-f", file.to_str().expect("utf-8")]).ok();
+        d.etmem(&["project", "start", "-n", &name]).ok();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut huge = [0, 0, dense.len(), idle.len()];
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(1));
+            (huge[0], huge[1]) = (pages.anon_huge_in(dense), pages.anon_huge_in(idle));
+            if until(huge[0], huge[1], huge[2], huge[3]) {
+                break;
+            }
+        }
+        let show = d.etmem(&["project", "show", "-n", &name]).stdout.clone();
+        d.etmem(&["project", "stop", "-n", &name]).ok();
+        d.etmem(&["obj", "del", "-f", file.to_str().expect("utf-8")]).ok();
+        child.resume().ok();
+        let v = child.verify().expect("verify");
+        assert!(v.ok, "the workload's data changed under {class}: {v:?}");
+        (huge, show)
+    };
+
+    let ([dense_hot, idle_hot, dense_len, _], show) = run("hot", &|dense, _, len, _| dense * 10 >= len * 9);
+    println!("hot: dense {} MiB huge, idle {} MiB huge\n{show}", dense_hot / MIB, idle_hot / MIB);
+    assert!(dense_hot * 10 >= dense_len * 8, "hot units did not become huge: the test shows nothing\n{show}");
+    assert_eq!(idle_hot, 0, "thp_min_class = \"hot\" collapsed memory never accessed\n{show}");
+
+    let ([_, idle_warm, _, idle_len], show) = run("warm", &|_, idle, _, len| idle * 10 >= len * 9);
+    println!("warm: idle {} MiB huge of {} MiB\n{show}", idle_warm / MIB, idle_len / MIB);
+    if watch.changed() {
+        println!("skipped: {THP_CHANGED}");
+        return;
+    }
+    assert!(
+        idle_warm * 10 >= idle_len * 8,
+        "thp_min_class = \"warm\" left warm memory in base pages: {} of {} MiB huge\n{show}",
+        idle_warm / MIB,
+        idle_len / MIB
+    );
+}

@@ -168,6 +168,9 @@ const HOLD_FORGET: Duration = Duration::from_secs(600);
 const HOLD_PRUNE_LEN: usize = 1 << 16;
 /// Bytes of the unit a hold covers (a PMD on x86-64).
 const HOLD_UNIT_BYTES: u64 = 2 << 20;
+/// The most pages [`RefaultProbe::take_paged_out`] keeps between two takes
+/// (8 MiB of addresses; the actor that takes them keeps as many).
+pub const PAGED_BY_ARMS_MAX: usize = 1 << 20;
 
 /// `ttl` spread to 75..125 % by a hash of the unit, so that units collapsed
 /// in the same aggregation do not all expire (and get split) at once.
@@ -203,7 +206,8 @@ pub struct RefaultProbe {
     folios: Vec<ArmedFolio>,
     /// Holds by 2 MiB unit start ([`ThpPolicy::Hold`]).
     holds: HashMap<u64, Hold>,
-    /// Base pages the last `arm` paged out and saw leave RAM, sorted.
+    /// Base pages the arms since the last [`RefaultProbe::take_paged_out`]
+    /// paged out and saw leave RAM (at most [`PAGED_BY_ARMS_MAX`]).
     paged_by_arm: Vec<u64>,
     stats: RefaultStats,
     common: ProbeStats,
@@ -244,12 +248,18 @@ impl RefaultProbe {
         &self.target
     }
 
-    /// The base pages the last `arm` paged out (and saw leave RAM), sorted:
-    /// swapped now only because they are being probed. A hot one comes back
-    /// within milliseconds; whoever checks a range for swapped pages right
-    /// after an arm (the THP promotion, issue 5) should not count them.
-    pub fn pages_paged_out_by_last_arm(&self) -> &[u64] {
-        &self.paged_by_arm
+    /// The base pages the arms since the last call paged out (and saw leave
+    /// RAM), sorted and deduplicated: swapped only because they were probed.
+    /// A hot one comes back within milliseconds, an idle one stays out;
+    /// whoever checks a range for swapped pages (the THP promotion, issue 5)
+    /// should not count them. Every arm of an aggregation counts, not only
+    /// the last: a warm region's sampled pages stay out for minutes. When
+    /// nobody takes them, only the latest [`PAGED_BY_ARMS_MAX`] are kept.
+    pub fn take_paged_out(&mut self) -> Vec<u64> {
+        let mut pages = std::mem::take(&mut self.paged_by_arm);
+        pages.sort_unstable();
+        pages.dedup();
+        pages
     }
 
     /// Refault-specific counters.
@@ -478,7 +488,10 @@ impl AccessProbe for RefaultProbe {
         self.armed_pages.clear();
         self.armed.clear();
         self.folios.clear();
-        self.paged_by_arm.clear();
+        if self.paged_by_arm.len() >= PAGED_BY_ARMS_MAX {
+            // Nobody takes them (no THP rule): forget the older ones.
+            self.paged_by_arm.clear();
+        }
         self.common.arm_calls += 1;
         self.common.addrs_armed += addrs.len() as u64;
 
@@ -632,7 +645,6 @@ impl AccessProbe for RefaultProbe {
         }
         self.armed_pages = pages.iter().map(|p| p.0).collect();
         self.armed = states;
-        self.paged_by_arm.sort_unstable();
         Ok(())
     }
 

@@ -542,8 +542,8 @@ impl TaskRunner {
             if let Ok(vmas) = t.proc.eligible_vmas(&self.settings.filter) {
                 let ranges: Vec<AddrRange> = vmas.into_iter().map(|v| v.range).collect();
                 let mapped = clip(&snap, &ranges);
-                if let OsProbe::Refault(p) = &t.probe {
-                    t.actor.set_probe_pages(p.pages_paged_out_by_last_arm());
+                if let OsProbe::Refault(p) = &mut t.probe {
+                    t.actor.set_probe_pages(&p.take_paged_out());
                 }
                 t.actor.on_snapshot(&t.proc, &mapped, now_us, t.memory, host, &self.settings.backends);
                 if watched {

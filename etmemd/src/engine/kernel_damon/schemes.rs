@@ -101,6 +101,15 @@ fn accesses(b: AccessBound, attrs: &MonitoringAttrs) -> u64 {
     }
 }
 
+/// The fewest accesses `promote_thp` marks: `hot_min_accesses`, or one more
+/// than `cold_max_accesses` with `thp_min_class = "warm"`.
+fn promote_min_accesses(policy: &conf::Policy, attrs: &MonitoringAttrs) -> u64 {
+    match policy.thp_min_class {
+        conf::ThpMinClass::Hot => accesses(policy.hot_min_accesses, attrs),
+        conf::ThpMinClass::Warm => accesses(policy.cold_max_accesses, attrs).saturating_add(1),
+    }
+}
+
 /// A minimum age in aggregation intervals, rounded up so "at least this long" holds.
 fn min_age(b: AgeBound, attrs: &MonitoringAttrs) -> u64 {
     match b {
@@ -239,7 +248,7 @@ pub fn generate(
     if policy.promote_thp {
         let p = PatternSpec {
             sz_bytes: MinMax::new(policy.thp_min_size_bytes, u64::MAX),
-            nr_accesses: MinMax::new(accesses(policy.hot_min_accesses, attrs), u64::MAX),
+            nr_accesses: MinMax::new(promote_min_accesses(policy, attrs), u64::MAX),
             age: MinMax::new(min_age(AgeBound::Time(policy.thp_min_age), attrs), u64::MAX),
         };
         out.push(Generated {
@@ -251,6 +260,14 @@ pub fn generate(
             "promote_thp: the kernel marks hot ranges MADV_HUGEPAGE and khugepaged collapses them in its own time"
                 .into(),
         );
+        if policy.thp_min_class == conf::ThpMinClass::Warm {
+            notes.push(
+                "thp_min_class = \"warm\": the kernel marks ranges accessed more than cold_max_accesses; \
+                 idle ranges younger than cold_min_age are not marked (a DAMOS pattern is one range per \
+                 bound, and khugepaged would keep what it collapsed)"
+                    .into(),
+            );
+        }
     }
     if policy.demote_thp {
         let mut spec = SchemeSpec::new(DamosAction::Nohugepage, cold_pattern);
@@ -452,6 +469,30 @@ mod tests {
         assert_eq!(s.spec.pattern.age, MinMax::new(50, 4_294_967_295));
         assert_eq!(s.spec.quota, QuotaSpec::default());
         assert_eq!(s.spec.watermarks, WatermarksSpec::NONE);
+    }
+
+    #[test]
+    fn warm_promotion_marks_ranges_accessed_above_the_cold_watermark() {
+        let attrs = monitoring_attrs(&conf::RegionScan::default());
+        let engine = conf::KernelDamonEngine { ops: conf::DamonOps::Vaddr, from_etmem: false, schemes: vec![] };
+        let mut policy = conf::Policy {
+            hot_min_accesses: AccessBound::Count(5),
+            cold_max_accesses: AccessBound::Count(1),
+            cold_action: None,
+            promote_thp: true,
+            ..conf::Policy::default()
+        };
+        let thp = |policy: &conf::Policy| {
+            let (g, notes) = generate(&project(policy.clone()), &engine, &attrs, &features());
+            let g = g.into_iter().find(|g| g.role == Role::PolicyThp).expect("a promote scheme");
+            (g.spec.pattern.nr_accesses, notes.len())
+        };
+        let (hot, hot_notes) = thp(&policy);
+        assert_eq!(hot, MinMax::new(5, u64::MAX));
+        policy.thp_min_class = conf::ThpMinClass::Warm;
+        let (warm, warm_notes) = thp(&policy);
+        assert_eq!(warm, MinMax::new(2, u64::MAX));
+        assert_eq!(warm_notes, hot_notes + 1, "the narrower kernel rule is said");
     }
 
     #[test]
