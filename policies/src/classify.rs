@@ -170,8 +170,9 @@ pub fn classify(policy: &Policy, snapshot: &Snapshot) -> Classification {
         ThpMinClass::Hot => class == Class::Hot,
         ThpMinClass::Warm => class != Class::Cold,
     };
-    let thp_eligible =
-        aligned_runs(&snapshot.regions, min_size, |i, r| promoted(classes[i]) && thr.thp_age_reached(r, aggr));
+    let thp_eligible = aligned_runs(&snapshot.regions, min_size, |i, r| {
+        promoted(classes[i]) && thr.thp_age_reached(r, aggr)
+    });
 
     let mut totals = ClassTotals::default();
     for (r, class) in snapshot.regions.iter().zip(&classes) {

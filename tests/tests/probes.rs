@@ -230,7 +230,8 @@ fn refault_probe_sees_the_hot_range_of_a_real_child_and_not_the_cold_one() {
     // still names them as its own pages after two more arms, and once
     // taken, they are not named again.
     let own = probe.take_paged_out();
-    let still_out: Vec<u64> = cold.iter().zip(&e).filter(|(_, e)| e.swapped()).map(|(a, _)| a.0 & !(PAGE_SIZE - 1)).collect();
+    let still_out: Vec<u64> =
+        cold.iter().zip(&e).filter(|(_, e)| e.swapped()).map(|(a, _)| a.0 & !(PAGE_SIZE - 1)).collect();
     let named = still_out.iter().filter(|p| own.binary_search(p).is_ok()).count();
     assert_eq!(named, still_out.len(), "cold samples in swap that the probe does not name as its own");
     assert!(own.windows(2).all(|w| w[0] < w[1]), "sorted and without duplicates");

@@ -495,12 +495,14 @@ fn warm_units_become_huge_pages_only_with_thp_min_class_warm() {
     let watch = ThpWatch::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = dir.path().join("warm.cfg");
-    std::fs::write(&cfg, "dense, 16M\nidle, 32M\n\nrun\nforever\ndense, 1, 64, 1, ro\n").expect("workload config");
+    std::fs::write(&cfg, "dense, 16M\nidle, 32M\n\nrun\nforever\ndense, 1, 64, 1, ro\n")
+        .expect("workload config");
     let d = TestDaemon::start(DaemonConfig::default());
     // `idle` is never cold within the test (cold_min_age 1 h): warm all along.
     // Returns the huge bytes of `dense` and `idle` and their sizes.
     let run = |class: &str, until: &dyn Fn(u64, u64, u64, u64) -> bool| -> ([u64; 4], String) {
-        let mut child = Child::spawn([cfg.as_os_str(), "--batch".as_ref(), "4096".as_ref()]).expect("workload");
+        let mut child =
+            Child::spawn([cfg.as_os_str(), "--batch".as_ref(), "4096".as_ref()]).expect("workload");
         let (dense, idle) =
             (child.region("dense").expect("dense").range(), child.region("idle").expect("idle").range());
         let pages = Pages {

@@ -474,7 +474,8 @@ mod tests {
     #[test]
     fn warm_promotion_marks_ranges_accessed_above_the_cold_watermark() {
         let attrs = monitoring_attrs(&conf::RegionScan::default());
-        let engine = conf::KernelDamonEngine { ops: conf::DamonOps::Vaddr, from_etmem: false, schemes: vec![] };
+        let engine =
+            conf::KernelDamonEngine { ops: conf::DamonOps::Vaddr, from_etmem: false, schemes: vec![] };
         let mut policy = conf::Policy {
             hot_min_accesses: AccessBound::Count(5),
             cold_max_accesses: AccessBound::Count(1),
