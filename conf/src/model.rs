@@ -762,16 +762,6 @@ pub enum ThpMinClass {
     Warm,
 }
 
-impl ThpMinClass {
-    /// The name in a config file.
-    pub fn name(self) -> &'static str {
-        match self {
-            ThpMinClass::Hot => "hot",
-            ThpMinClass::Warm => "warm",
-        }
-    }
-}
-
 /// etmem's swap-cache watermarks, percent of RAM (`1..=100`, low < high).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwapcacheWatermarks {

@@ -153,9 +153,9 @@ pub struct Classification {
     /// One class per region, parallel to `Snapshot::regions` (never `ThpEligible`).
     pub classes: Vec<Class>,
     /// Whole 2 MiB units of hot memory (hot or warm, per `thp_min_class`) at
-    /// least `thp_min_age` old, in runs of
-    /// at least `thp_min_size_bytes`, sorted and disjoint. Adjacent hot regions
-    /// are joined first, so a unit split between two regions still counts.
+    /// least `thp_min_age` old, in runs of at least `thp_min_size_bytes`,
+    /// sorted and disjoint. Adjacent eligible regions are joined first, so a
+    /// unit split between two regions still counts.
     pub thp_eligible: Vec<AddrRange>,
     pub totals: ClassTotals,
 }

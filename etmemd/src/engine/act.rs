@@ -270,10 +270,15 @@ impl PidActor {
         }
     }
 
-    /// Tell the actor which pages the access probe paged out at its last
-    /// arm, before [`PidActor::on_snapshot`]: a collapse does not count
-    /// them as swapped pages (see `probe_pages`).
+    /// Tell the actor which pages the access probe paged out at its arms
+    /// since the last snapshot, before [`PidActor::on_snapshot`]: a collapse
+    /// does not count them as swapped pages (see `probe_pages`). Without a
+    /// THP rule nothing reads them, and they are not kept (every pageout
+    /// would otherwise filter the whole set).
     pub fn set_probe_pages(&mut self, pages: &[u64]) {
+        if !self.thp_rules {
+            return;
+        }
         if self.probe_pages.len() + pages.len() > PROBE_HISTORY_MAX {
             // Starting over only makes collapses more careful for a while.
             self.probe_pages.clear();
