@@ -675,6 +675,13 @@ pub struct Policy {
     /// accessed at least `hot_min_accesses`) or `Warm` (everything not cold).
     #[serde(default)]
     pub thp_min_class: ThpMinClass,
+    /// How long the refault probe takes a huge page for in use once it has
+    /// seen it (it cannot look into one without undoing it); then the huge
+    /// page looks idle, the cold rule splits it and its base pages are
+    /// probed again. `None`: the engine's default, `max(cold_min_age,
+    /// 10 (thp_min_age + aggregation interval))`. Only with demotion.
+    #[serde(default)]
+    pub thp_hold: Option<Duration>,
     /// What to do with cold memory (`None` = only classify).
     pub cold_action: Option<Action>,
     /// Collapse THP-eligible ranges into huge pages.
@@ -710,6 +717,7 @@ impl Default for Policy {
             thp_min_size_bytes: DEFAULT_THP_MIN_SIZE_BYTES,
             thp_max_ptes_none: DEFAULT_THP_MAX_PTES_NONE,
             thp_min_class: ThpMinClass::Hot,
+            thp_hold: None,
             cold_action: DEFAULT_COLD_ACTION,
             promote_thp: false,
             demote_thp: false,

@@ -357,6 +357,7 @@ fn policy(t: &Tbl<'_, '_>, d: &mut Diag) -> Policy {
             Some("warm") => ThpMinClass::Warm,
             _ => ThpMinClass::Hot,
         },
+        thp_hold: t.duration(d, "thp_hold"),
         cold_action,
         promote_thp: t.bool(d, "promote_thp").unwrap_or(false),
         demote_thp: t.bool(d, "demote_thp").unwrap_or(false),
@@ -389,6 +390,13 @@ fn policy(t: &Tbl<'_, '_>, d: &mut Diag) -> Policy {
                 "thp_min_size is {}, expected a multiple of 2M",
                 units::fmt_size(policy.thp_min_size_bytes)
             ),
+        );
+    }
+    if policy.thp_hold == Some(Duration::ZERO) {
+        t.err_key(
+            d,
+            "thp_hold",
+            "thp_hold must be above 0s: every huge page would look idle as soon as it is seen",
         );
     }
     policy
@@ -923,6 +931,15 @@ mod tests {
         let t = &o.tasks[0];
         assert_eq!((t.name.as_str(), t.project.as_str(), t.engine.as_str()), ("mysqld", "db", "region"));
         assert_eq!(t.target, TaskTarget::Name("mysqld".into()));
+    }
+
+    #[test]
+    fn thp_keys() {
+        let base = "[project]\nname = \"db\"\n[engine]\nkind = \"region\"\n[[task]]\npid = 1\n[policy]\n";
+        let p = ok(&format!("{base}thp_min_class = \"warm\"\nthp_hold = \"30m\"\n")).project.unwrap().policy;
+        assert_eq!((p.thp_min_class, p.thp_hold), (ThpMinClass::Warm, Some(Duration::from_secs(1800))));
+        let p = ok(base).project.unwrap().policy;
+        assert_eq!((p.thp_min_class, p.thp_hold), (ThpMinClass::Hot, None));
     }
 
     #[test]

@@ -588,6 +588,19 @@ const POLICY_KEYS: &[KeySpec] = &[
          each 4 KiB page seldom.",
     ),
     key(
+        "thp_hold",
+        "duration",
+        Text("max(cold_min_age, 10 × (thp_min_age + aggr_interval))"),
+        &[],
+        "With demotion and the refault probe (which cannot look into a huge page without undoing \
+         it): how long a huge page is taken for in use once the probe has seen it, spread ±25 % \
+         per 2 MiB unit. Then it looks idle, the cold rule splits it after `cold_min_age` and its \
+         base pages are probed again: a unit still in use is collapsed again. Each such round \
+         costs a split and a collapse (about 2 s of CPU per GiB) and leaves the unit in base pages \
+         for about an aggregation; a longer hold costs less and gives cold huge pages back later. \
+         Region engine.",
+    ),
+    key(
         "cold_action",
         "`pageout` / `cold` / `stat` / `none`",
         Computed(d_cold_action),

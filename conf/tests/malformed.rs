@@ -189,6 +189,7 @@ fn toml_policy_schemes_backends() {
     );
     toml(R, &["[policy]", "thp_min_size = \"3M\""], &[(6, "policy.thp_min_size", "multiple of 2M")]);
     toml(R, &["[policy]", "thp_max_ptes_none = 512"], &[(6, "policy.thp_max_ptes_none", "512")]);
+    toml(R, &["[policy]", "thp_hold = \"0s\""], &[(6, "policy.thp_hold", "must be above 0s")]);
     toml(
         R,
         &["[policy]", "cold_action = \"swap\""],

@@ -67,22 +67,33 @@ struct RegionSettings {
 }
 
 /// A huge page promoted by us is held (not probed) for at least this many
-/// `thp_min_age`s before it has to show again that it is in use: at most
-/// about 1 / (1 + this) of a hot unit's time is then spent in base pages.
-const HOLD_PER_THP_MIN_AGE: u32 = 10;
+/// `thp_min_age + aggr_interval`s before it has to show again that it is in
+/// use (unless `thp_hold` says otherwise): a hot unit is split after its
+/// hold and `cold_min_age`, and collapsed again about `thp_min_age` plus an
+/// aggregation later, so it spends at most about 1 / (1 + this) of its
+/// time in base pages, and the split and collapse (about 2 s of CPU per
+/// GiB) come at most once per hold.
+const HOLD_PER_COLLAPSE_DELAY: u32 = 10;
 
 /// How the refault probe treats huge pages (issue 5; ARCHITECTURE.md, "THP
 /// and the refault probe"): without THP rules, as its default (a sampled
 /// huge page is paged out whole); with them, it holds huge pages instead of
 /// paging them out, which would undo every collapse. The hold lasts
-/// `max(cold_min_age, 10 thp_min_age)` when something can demote (then the
-/// unit looks idle, the cold rule splits it, and its base pages are probed
-/// again), for ever otherwise (nothing could split it to look again).
-pub fn probe_options(policy: &conf::Policy, schemes: &[conf::Scheme]) -> ProbeOptions {
+/// `thp_hold`, by default `max(cold_min_age, 10 (thp_min_age +
+/// aggr_interval))`, when something can demote (then the unit looks idle,
+/// the cold rule splits it, and its base pages are probed again), for ever
+/// otherwise (nothing could split it to look again).
+pub fn probe_options(
+    policy: &conf::Policy,
+    schemes: &[conf::Scheme],
+    aggr_interval: Duration,
+) -> ProbeOptions {
     let promotes = policy.promote_thp || schemes.iter().any(|s| s.action == conf::Action::Hugepage);
     let demotes = policy.demote_thp || schemes.iter().any(|s| s.action == conf::Action::Nohugepage);
     let thp = if promotes || demotes {
-        let ttl = policy.cold_min_age.max(policy.thp_min_age * HOLD_PER_THP_MIN_AGE);
+        let ttl = policy.thp_hold.unwrap_or_else(|| {
+            policy.cold_min_age.max((policy.thp_min_age + aggr_interval) * HOLD_PER_COLLAPSE_DELAY)
+        });
         ThpPolicy::Hold { ttl: demotes.then_some(ttl) }
     } else {
         ThpPolicy::default()
@@ -158,7 +169,7 @@ impl RegionEngine {
                 forbid_refault: false,
                 filter,
                 policy: project.policy.clone(),
-                probe_options: probe_options(&project.policy, &schemes),
+                probe_options: probe_options(&project.policy, &schemes, scan.aggr_interval),
                 schemes,
                 backends: Arc::clone(&env.backends),
                 swap_planned: project
@@ -622,7 +633,7 @@ impl TaskRunner {
                 "probe_cost".into(),
                 format!("the refault probe paged out {armed} sampled pages; each hot one faults back in"),
             );
-            if let ThpPolicy::Hold { .. } = self.settings.probe_options.refault.thp {
+            if let ThpPolicy::Hold { ttl } = self.settings.probe_options.refault.thp {
                 let (mut expired, mut held) = (0, 0);
                 for t in self.targets.values() {
                     if let OsProbe::Refault(p) = &t.probe {
@@ -634,9 +645,13 @@ impl TaskRunner {
                 s.extra.insert(
                     "probe_huge_pages".into(),
                     format!(
-                        "held, not probed: {} ({} expired: idle until split)",
+                        "held, not probed: {} ({} expired: idle until split); {}",
                         crate::render::bytes(held),
-                        crate::render::bytes(expired)
+                        crate::render::bytes(expired),
+                        ttl.map_or("a hold never expires (no demotion)".to_owned(), |t| format!(
+                            "hold {} ±25 % (thp_hold)",
+                            conf::units::fmt_duration(t)
+                        ))
                     ),
                 );
             }
@@ -712,6 +727,34 @@ mod tests {
 
     fn reg(a: u64, b: u64, nr_accesses: u32, age: u32) -> RegionSnapshot {
         RegionSnapshot { range: AddrRange::new(a, b), nr_accesses, age }
+    }
+
+    #[test]
+    fn huge_pages_are_held_for_thp_hold_or_ten_collapse_delays() {
+        let secs = Duration::from_secs;
+        let thp = |p: &conf::Policy, aggr: u64| probe_options(p, &[], secs(aggr)).refault.thp;
+        let mut p =
+            conf::Policy { cold_min_age: secs(120), thp_min_age: Duration::ZERO, ..Default::default() };
+        assert_eq!(thp(&p, 30), ThpPolicy::default(), "no THP rule: huge pages are probed whole");
+        p.promote_thp = true;
+        assert_eq!(thp(&p, 30), ThpPolicy::Hold { ttl: None }, "nothing demotes: held for ever");
+        p.demote_thp = true;
+        // Ten times the delay between a split and the next collapse.
+        assert_eq!(thp(&p, 30), ThpPolicy::Hold { ttl: Some(secs(300)) });
+        p.thp_min_age = secs(5);
+        assert_eq!(thp(&p, 1), ThpPolicy::Hold { ttl: Some(secs(120)) }, "at least cold_min_age");
+        p.thp_hold = Some(secs(1800));
+        assert_eq!(thp(&p, 30), ThpPolicy::Hold { ttl: Some(secs(1800)) });
+        // A nohugepage scheme demotes too.
+        let p = conf::Policy { thp_hold: Some(secs(7)), ..Default::default() };
+        let scheme = conf::Scheme {
+            pattern: conf::AccessPattern::default(),
+            action: conf::Action::Nohugepage,
+            quota: None,
+            watermarks: None,
+            apply_interval: None,
+        };
+        assert_eq!(probe_options(&p, &[scheme], secs(1)).refault.thp, ThpPolicy::Hold { ttl: Some(secs(7)) });
     }
 
     #[test]
