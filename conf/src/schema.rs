@@ -589,7 +589,7 @@ const POLICY_KEYS: &[KeySpec] = &[
     ),
     key(
         "thp_hold",
-        "duration",
+        "duration, > 0",
         Text("max(cold_min_age, 10 × (thp_min_age + aggr_interval))"),
         &[],
         "With demotion and the refault probe (which cannot look into a huge page without undoing \
